@@ -1,0 +1,1 @@
+"""Customer-feedback chat bot backend."""

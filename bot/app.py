@@ -1,0 +1,205 @@
+"""Composition root: builds the clients, the services and the aiohttp application.
+
+Nothing else constructs long-lived objects; everything is passed down from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.config import Settings
+from bot.domain.calendar import WorkingCalendar
+from bot.domain.flow import FlowConfig
+from bot.domain.models import utcnow
+from bot.domain.privacy import NOTICE_VERSION
+from bot.i18n import I18n
+from bot.metrics import Metrics
+from bot.services.delivery import Clock, DeliveryService
+from bot.services.dialogue import DialogueService
+from bot.services.tickets import Deadlines, TicketService
+from bot.storage import Database, DatabaseUnavailable, Repositories
+from bot.storage.embedded import EmbeddedDatabase
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Container:
+    """Everything one process runs, built once from Settings."""
+
+    settings: Settings
+    database: Database
+    repos: Repositories
+    i18n: I18n
+    delivery: DeliveryService
+    tickets: TicketService
+    dialogue: DialogueService
+    metrics: Metrics
+    indexes_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def build(cls, settings: Settings, uri: str, clock: Clock = utcnow) -> Container:
+        database = Database(uri, settings.mongodb_database, settings.mongodb_timeout_ms)
+        repos = Repositories.create(database)
+        metrics = Metrics()
+        i18n = I18n(settings.locales_dir, settings.default_locale)
+        delivery = DeliveryService(
+            repos,
+            metrics,
+            clock,
+            lease_seconds=settings.delivery_lease_seconds,
+            max_attempts=settings.delivery_max_attempts,
+            poll_seconds=settings.delivery_poll_seconds,
+        )
+        tickets = TicketService(
+            repos,
+            delivery,
+            WorkingCalendar(settings.timezone),
+            i18n,
+            metrics,
+            clock,
+            reference_prefix=settings.reference_prefix,
+            deadlines=Deadlines(
+                first_response_days=settings.first_response_working_days,
+                complex_days=settings.complex_working_days,
+            ),
+        )
+        flow_config = FlowConfig(
+            notice_version=NOTICE_VERSION,
+            licence_required=settings.licence_required,
+            text_min=settings.text_min_chars,
+            text_max=settings.text_max_chars,
+            max_attachments=settings.max_attachments,
+            retention_days=settings.retention_closed_ticket_days,
+        )
+        dialogue = DialogueService(repos, tickets, i18n, metrics, clock, flow_config)
+        return cls(
+            settings=settings,
+            database=database,
+            repos=repos,
+            i18n=i18n,
+            delivery=delivery,
+            tickets=tickets,
+            dialogue=dialogue,
+            metrics=metrics,
+        )
+
+    async def ensure_indexes_until_ready(self, retry_seconds: float = 2.0) -> None:
+        """Create indexes at start-up; if the database is down, keep trying (health says 503)."""
+        while True:
+            try:
+                await self.repos.ensure_indexes()
+            except DatabaseUnavailable:
+                log.warning("database unavailable at start-up; retrying")
+                await asyncio.sleep(retry_seconds)
+            else:
+                self.indexes_ready.set()
+                log.info("indexes ready")
+                return
+
+    async def close(self) -> None:
+        await self.database.close()
+
+
+CONTAINER = web.AppKey("container", Container)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    container = request.app[CONTAINER]
+    try:
+        await asyncio.wait_for(container.database.ping(), HEALTH_TIMEOUT_SECONDS)
+    except (DatabaseUnavailable, TimeoutError):
+        container.metrics.database_up.set(0)
+        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
+    container.metrics.database_up.set(1)
+    ready = container.indexes_ready.is_set()
+    body = {"status": "ok" if ready else "starting", "database": "up", "indexes": ready}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[CONTAINER].metrics.registry
+    response = web.Response(body=generate_latest(registry))
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response
+
+
+@web.middleware
+async def count_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    # The route's pattern, not the path: a path can carry a reference or an id.
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        request.app[CONTAINER].metrics.http_requests.labels(name, str(exc.status)).inc()
+        raise
+    request.app[CONTAINER].metrics.http_requests.labels(name, str(response.status)).inc()
+    return response
+
+
+def build_app(container: Container) -> web.Application:
+    app = web.Application(middlewares=[count_requests], client_max_size=1024**2)
+    app[CONTAINER] = container
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(container.ensure_indexes_until_ready()),
+            asyncio.create_task(container.delivery.run()),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await container.close()
+
+    app.cleanup_ctx.append(background)
+    return app
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down in order: HTTP, workers, database."""
+    embedded: EmbeddedDatabase | None = None
+    uri = settings.mongodb_uri
+    if uri is None:
+        embedded = await asyncio.to_thread(
+            EmbeddedDatabase.start, settings.cache_dir, settings.data_dir / "ferretdb"
+        )
+        uri = embedded.uri
+        log.info("using the embedded database", extra={"data_dir": str(settings.data_dir)})
+    else:
+        log.info("using MONGODB_URI; no embedded database started")
+    try:
+        container = Container.build(settings, uri)
+        runner = web.AppRunner(build_app(container), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        log.info("listening", extra={"host": settings.http_host, "port": settings.http_port})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await runner.cleanup()
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+    log.info("stopped")

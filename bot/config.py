@@ -1,0 +1,104 @@
+"""Settings: the only place that reads the environment.
+
+Every setting is an environment variable (or a line in `.env`); the README has
+the table. `Settings()` is built once in the CLI and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Storage
+    mongodb_uri: str | None = Field(
+        default=None,
+        validation_alias="MONGODB_URI",
+        description="MongoDB connection string. Unset: start the embedded FerretDB.",
+    )
+    mongodb_database: str = Field(default="feedback", description="Database name.")
+    mongodb_timeout_ms: int = Field(
+        default=5000, ge=100, description="Server selection and connect timeout (ms)."
+    )
+    data_dir: Path = Field(
+        default=ROOT / "data", description="Where the embedded database keeps its files."
+    )
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "feedback-bot",
+        description="Where built tools (the FerretDB binary) are cached.",
+    )
+
+    # HTTP
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP server.")
+
+    # Logs
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one object a line; text: for a terminal."
+    )
+
+    # The company and its deadlines (contract C3.1.3)
+    timezone: str = Field(
+        default="Asia/Shanghai", description="The company's time zone; due dates are in it."
+    )
+    first_response_working_days: int = Field(
+        default=3, ge=1, le=60, description="X: working days to the initial handling opinion."
+    )
+    complex_working_days: int = Field(
+        default=10, ge=1, le=120, description="XX: working days for tickets marked complex."
+    )
+    reference_prefix: str = Field(
+        default="FB", pattern=r"^[A-Z]{1,6}$", description="Ticket reference prefix."
+    )
+
+    # The dialogue
+    default_locale: Literal["zh_CN", "en"] = "zh_CN"
+    licence_required: bool = Field(
+        default=True, description="The feedback licence (C3.2.3) must be accepted to go on."
+    )
+    text_min_chars: int = Field(default=5, ge=1, description="Shortest feedback text accepted.")
+    text_max_chars: int = Field(
+        default=4000, ge=10, le=20000, description="Longest feedback text accepted."
+    )
+    max_attachments: int = Field(default=5, ge=0, le=20, description="Attachments per ticket.")
+    retention_closed_ticket_days: int = Field(
+        default=730, ge=1, description="Days a closed ticket's personal data is kept (C4.3)."
+    )
+
+    # Delivery (outbox dispatcher)
+    delivery_poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often an idle dispatcher looks for due messages."
+    )
+    delivery_lease_seconds: float = Field(
+        default=30, gt=0, description="How long a claimed message is reserved for one sender."
+    )
+    delivery_max_attempts: int = Field(
+        default=12, ge=1, description="Attempts before a message is marked undeliverable."
+    )
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone: fail at start, not at the first ticket
+        return value
+
+    @property
+    def locales_dir(self) -> Path:
+        return ROOT / "locales"

@@ -1,0 +1,43 @@
+"""Prometheus metrics. One registry per application (no global state), no personal labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.database_up = Gauge("feedback_database_up", "1 if the last ping succeeded", registry=r)
+        self.http_requests = Counter(
+            "feedback_http_requests_total", "HTTP requests", ["route", "status"], registry=r
+        )
+        self.dialogue_events = Counter(
+            "feedback_dialogue_events_total", "Customer inputs handled", ["channel"], registry=r
+        )
+        self.tickets_filed = Counter(
+            "feedback_tickets_filed_total", "Tickets filed", ["channel", "category"], registry=r
+        )
+        self.consent_refusals = Counter(
+            "feedback_consent_refusals_total",
+            "Processing consent declined",
+            ["channel"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "feedback_deliveries_total",
+            "Outbound delivery attempts by outcome",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "feedback_delivery_seconds",
+            "From a message being stored to it being sent",
+            ["channel"],
+            registry=r,
+        )

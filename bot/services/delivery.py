@@ -1,0 +1,209 @@
+"""The delivery service: it owns every outbound message to a customer.
+
+`enqueue` stores the message `pending` (the outbox is the messages collection)
+and wakes the dispatcher. `run` claims due messages with a lease, hands each to
+its channel's `Sender`, and settles it: sent, retried later with backoff, or
+undeliverable. Any number of dispatchers in any number of processes can run:
+the lock `delivery:<id>` (a lease: it expires if its holder dies) means one
+message is in one sender's hands at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from bot.domain.models import (
+    Author,
+    Channel,
+    Customer,
+    Delivery,
+    DeliveryState,
+    Direction,
+    Message,
+    new_id,
+)
+from bot.metrics import Metrics
+from bot.storage import DatabaseUnavailable, Repositories
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Sent:
+    pass
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    error: str
+    after_seconds: float | None = None  # the channel said when (Telegram's retry_after)
+
+
+@dataclass(frozen=True)
+class Undeliverable:
+    error: str  # e.g. the customer blocked the bot, the chat is gone
+
+
+SendResult = Sent | RetryLater | Undeliverable
+
+
+class Sender(Protocol):
+    """A channel's way of putting one stored message in front of the customer."""
+
+    async def send(self, message: Message, customer: Customer) -> SendResult: ...
+
+
+def backoff_seconds(attempt: int, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter: 1, 2, 4 ... seconds, capped."""
+    return random.uniform(0.5, 1.0) * min(cap, 2.0 ** max(0, attempt - 1))  # noqa: S311
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        repos: Repositories,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 12,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.repos = repos
+        self.metrics = metrics
+        self.clock = clock
+        self.senders: dict[Channel, Sender] = {}
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+        self.poll_seconds = poll_seconds
+        self.owner = f"dispatcher-{new_id()[:12]}"
+        self._wake = asyncio.Event()
+
+    def register(self, channel: Channel, sender: Sender) -> None:
+        self.senders[channel] = sender
+
+    async def enqueue(
+        self,
+        customer: Customer,
+        text: str,
+        *,
+        kind: str,
+        ticket_id: str | None = None,
+        author: Author = Author.BOT,
+        staff_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Message:
+        """Store an outbound message (durably, before anything is sent) and wake the sender."""
+        message = Message(
+            customer_id=customer.id,
+            channel=customer.channel,
+            ticket_id=ticket_id,
+            direction=Direction.OUTBOUND,
+            author=author,
+            kind=kind,
+            text=text,
+            staff_id=staff_id,
+            idempotency_key=idempotency_key or new_id(),
+            created_at=self.clock(),
+            delivery=Delivery(next_attempt_at=self.clock()),
+        )
+        stored = await self.repos.messages.append(message)
+        self._wake.set()
+        return stored.item
+
+    async def dispatch_once(self) -> bool:
+        """Send and settle one due message. False when nothing is due (or all are taken)."""
+        now = self.clock()
+        for candidate in await self.repos.messages.due(now, limit=20):
+            lock = await self.repos.locks.acquire(
+                f"delivery:{candidate.id}", self.lease, now=now, owner=self.owner
+            )
+            if lock is None:
+                continue  # another dispatcher has it
+            try:
+                # Re-read under the lock: it may have been sent since the candidate was listed.
+                message = await self.repos.messages.get(candidate.id)
+                if (
+                    message is None
+                    or message.delivery.state is not DeliveryState.PENDING
+                    or message.delivery.next_attempt_at > now
+                ):
+                    continue
+                await self._send(message)
+                return True
+            finally:
+                await self.repos.locks.release(lock)
+        return False
+
+    async def _send(self, message: Message) -> None:
+        channel = message.channel.value
+        customer = await self.repos.customers.get(message.customer_id)
+        sender = self.senders.get(message.channel)
+        result: SendResult
+        if customer is None:
+            result = Undeliverable("customer erased")  # nobody is left to tell
+        elif sender is None:
+            result = RetryLater(f"no sender for channel {channel} in this process")
+        else:
+            try:
+                result = await sender.send(message, customer)
+            except Exception as exc:  # a sender bug must not stop delivery of everything else
+                log.exception("sender failed", extra={"message_id": message.id})
+                result = RetryLater(f"sender error: {type(exc).__name__}")
+        await self._settle(message, result)
+
+    async def _settle(self, message: Message, result: SendResult) -> None:
+        channel = message.channel.value
+        now = self.clock()
+        attempts = message.delivery.attempts + 1
+        if isinstance(result, Sent):
+            await self.repos.messages.mark_sent(message.id, attempts=attempts, at=now)
+            self.metrics.deliveries.labels(channel, "sent").inc()
+            self.metrics.delivery_seconds.labels(channel).observe(
+                max(0.0, (now - message.created_at).total_seconds())
+            )
+        elif isinstance(result, Undeliverable) or attempts >= self.max_attempts:
+            await self.repos.messages.mark_undeliverable(
+                message.id, attempts=attempts, error=result.error
+            )
+            self.metrics.deliveries.labels(channel, "undeliverable").inc()
+            log.warning(
+                "message undeliverable", extra={"message_id": message.id, "channel": channel}
+            )
+        else:
+            delay = result.after_seconds
+            if delay is None:
+                delay = backoff_seconds(attempts)
+            await self.repos.messages.schedule_retry(
+                message.id, attempts=attempts, at=now + timedelta(seconds=delay), error=result.error
+            )
+            self.metrics.deliveries.labels(channel, "retry").inc()
+
+    async def drain(self) -> int:
+        """Send everything due now; returns how many messages were settled."""
+        count = 0
+        while await self.dispatch_once():
+            count += 1
+        return count
+
+    async def run(self) -> None:
+        """The dispatcher loop: drain, then sleep until woken or the poll interval passes."""
+        while True:
+            try:
+                await self.drain()
+            except DatabaseUnavailable:
+                log.warning("delivery paused: database unavailable")
+            except Exception:  # keep delivering: one bad document must not stop the loop
+                log.exception("dispatcher error")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)

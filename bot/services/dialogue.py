@@ -1,0 +1,270 @@
+"""The dialogue use case: one customer input in, what to show out.
+
+Channels call `handle` with a parsed input and render the returned `Rendered`
+replies; they know nothing of steps, consents or tickets. State lives in the
+conversations collection, so a flow resumes exactly where it was after a
+restart or from another device.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from bot.domain import flow
+from bot.domain.flow import Command, Facts, FlowConfig, Input, Prompt, Say, Transition
+from bot.domain.models import Channel, ConsentPurpose, ConsentRecord, Conversation, Customer
+from bot.domain.privacy import NOTICE_VERSION, conversation_key, text_hash
+from bot.domain.text import N_, Text
+from bot.i18n import I18n
+from bot.metrics import Metrics
+from bot.services.delivery import Clock
+from bot.services.tickets import NO_TICKETS, TicketService
+from bot.storage import Repositories
+from bot.storage.conversations import ConcurrentUpdate
+
+log = logging.getLogger(__name__)
+
+ADDED_TO_TICKET = N_(
+    "Added to your feedback {reference}. We will reply here. Send /start to give new feedback."
+)
+NO_FLOW_HELP = N_(
+    "I collect feedback about our products and services. Send /start to give feedback, "
+    "/status to see your feedback, /language to switch between 中文 and English, "
+    "/privacy for your data and consents."
+)
+LANGUAGE_SET = N_("Language set to English.")
+BACK, CANCEL, HELP = N_("Back"), N_("Cancel"), N_("Help")
+HINT = N_("You can go back or cancel at any time.")
+
+
+@dataclass(frozen=True)
+class RenderedOption:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A reply in the customer's language, ready for a channel to draw."""
+
+    text: str
+    options: tuple[RenderedOption, ...] = ()
+    controls: tuple[RenderedOption, ...] = ()  # back / cancel / help, values "cmd:<name>"
+    step: str | None = None
+    input_kind: str | None = None
+    error: str | None = None
+    hint: str | None = None
+
+
+class DialogueService:
+    def __init__(
+        self,
+        repos: Repositories,
+        tickets: TicketService,
+        i18n: I18n,
+        metrics: Metrics,
+        clock: Clock,
+        config: FlowConfig,
+    ) -> None:
+        self.repos = repos
+        self.tickets = tickets
+        self.i18n = i18n
+        self.metrics = metrics
+        self.clock = clock
+        self.config = config
+
+    # ------------------------------------------------------------ entry points
+
+    async def handle(
+        self,
+        channel: Channel,
+        external_id: str,
+        inp: Input,
+        *,
+        locale_hint: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[Rendered]:
+        self.metrics.dialogue_events.labels(channel.value).inc()
+        for _ in range(3):
+            try:
+                return await self._handle_once(
+                    channel, external_id, inp, locale_hint, idempotency_key
+                )
+            except ConcurrentUpdate:
+                # Another device answered at the same moment: apply ours to the new state.
+                continue
+        raise ConcurrentUpdate(conversation_key(channel.value, external_id))
+
+    async def set_language(self, channel: Channel, external_id: str, locale: str) -> list[Rendered]:
+        locale = self.i18n.normalize(locale)
+        conversation = await self._conversation(channel, external_id, locale)
+        customer = await self.repos.customers.find(channel, external_id)
+        if customer is not None:
+            await self.repos.customers.update_fields(customer.id, locale=locale)
+        if conversation.version == 0 and conversation.step is None:
+            return [self._say(locale, Text(LANGUAGE_SET))]
+        changed = conversation.model_copy(update={"locale": locale})
+        saved = await self.repos.conversations.save(changed)
+        replies: list[Rendered] = [self._say(locale, Text(LANGUAGE_SET))]
+        if saved.step is not None:
+            step = flow.STEPS[saved.step]
+            replies.append(self._render_prompt(locale, flow.prompt_for(step, saved, self.config)))
+        return replies
+
+    async def status(
+        self, channel: Channel, external_id: str, locale_hint: str | None = None
+    ) -> list[Rendered]:
+        customer = await self.repos.customers.find(channel, external_id)
+        conversation = await self._conversation(channel, external_id, locale_hint)
+        locale = customer.locale if customer else conversation.locale
+        if customer is None:
+            return [self._say(locale, Text(NO_TICKETS))]
+        return [self._say(locale, await self.tickets.status_report(customer))]
+
+    # ------------------------------------------------------------ internals
+
+    async def _conversation(
+        self, channel: Channel, external_id: str, locale_hint: str | None
+    ) -> Conversation:
+        key = conversation_key(channel.value, external_id)
+        stored = await self.repos.conversations.get(key)
+        if stored is not None:
+            return stored
+        return Conversation(id=key, locale=self.i18n.negotiate(locale_hint))
+
+    async def _facts(self, customer: Customer | None) -> Facts:
+        if customer is None:
+            return Facts()
+        decided = set()
+        for purpose, record in (await self.repos.consents.current(customer.id)).items():
+            if record.notice_version != NOTICE_VERSION:
+                continue  # agreed to an older text: ask again
+            if record.granted or purpose is ConsentPurpose.EXPANDED_USE:
+                decided.add(purpose)
+        return Facts(decided=frozenset(decided))
+
+    async def _handle_once(
+        self,
+        channel: Channel,
+        external_id: str,
+        inp: Input,
+        locale_hint: str | None,
+        idempotency_key: str | None,
+    ) -> list[Rendered]:
+        conversation = await self._conversation(channel, external_id, locale_hint)
+        customer = await self.repos.customers.find(channel, external_id)
+        locale = conversation.locale
+
+        if conversation.step is None and inp.kind != "command":
+            # Outside the flow: words and files go onto the open ticket, if there is one.
+            ticket = None if customer is None else await self.repos.tickets.latest_open(customer.id)
+            if customer is not None and ticket is not None:
+                attachments = [inp.attachment] if inp.attachment is not None else []
+                text = flow.clean_text(inp.value) if inp.kind == "text" else ""
+                await self.tickets.add_customer_message(
+                    customer,
+                    ticket,
+                    text,
+                    attachments=attachments,
+                    idempotency_key=idempotency_key,
+                )
+                return [
+                    self._say(
+                        customer.locale, Text(ADDED_TO_TICKET, {"reference": ticket.reference})
+                    )
+                ]
+            inp = Input.command(Command.START)
+        elif conversation.step is None and inp.value in (
+            Command.BACK,
+            Command.CANCEL,
+            Command.HELP,
+        ):
+            return [self._say(locale, Text(NO_FLOW_HELP))]
+
+        facts = await self._facts(customer)
+        transition = flow.handle(conversation, inp, self.config, facts)
+        customer = await self._apply(transition, channel, external_id, customer, locale)
+        await self._store(transition, customer)
+        return [self._render(locale, reply) for reply in transition.replies]
+
+    async def _apply(
+        self,
+        transition: Transition,
+        channel: Channel,
+        external_id: str,
+        customer: Customer | None,
+        locale: str,
+    ) -> Customer | None:
+        for effect in transition.effects:
+            if isinstance(effect, flow.RefuseProcessing):
+                await self.repos.refusals.record(self.calendar_day(), channel)
+                self.metrics.consent_refusals.labels(channel.value).inc()
+            elif isinstance(effect, flow.RecordConsent):
+                if customer is None:
+                    # Processing consent given: from here on we may keep who they are.
+                    customer = await self.repos.customers.get_or_create(
+                        channel, external_id, locale
+                    )
+                shown = self.i18n.render(locale, effect.shown)
+                await self.repos.consents.append(
+                    ConsentRecord(
+                        customer_id=customer.id,
+                        purpose=effect.purpose,
+                        granted=effect.granted,
+                        notice_version=NOTICE_VERSION,
+                        text_hash=text_hash(shown),
+                        locale=locale,
+                        channel=channel,
+                        at=self.clock(),
+                    )
+                )
+            elif isinstance(effect, flow.FileTicket):
+                assert customer is not None  # noqa: S101 - consent steps come before the summary
+                await self.tickets.file(customer, channel, effect.answers, flow_id=effect.flow_id)
+        return customer
+
+    async def _store(self, transition: Transition, customer: Customer | None) -> None:
+        conversation = transition.conversation
+        if customer is None and transition.ended:
+            # Declined (or cancelled) before agreeing to anything: keep nothing.
+            await self.repos.conversations.delete(conversation.id)
+            return
+        if customer is not None and conversation.customer_id != customer.id:
+            conversation = conversation.model_copy(update={"customer_id": customer.id})
+        await self.repos.conversations.save(conversation)
+
+    def calendar_day(self) -> date:
+        return self.tickets.calendar.local_date(self.clock())
+
+    # ------------------------------------------------------------ rendering
+
+    def _say(self, locale: str, text: Text) -> Rendered:
+        return Rendered(text=self.i18n.render(locale, text))
+
+    def _render(self, locale: str, reply: Prompt | Say) -> Rendered:
+        if isinstance(reply, Say):
+            return self._say(locale, reply.text)
+        return self._render_prompt(locale, reply)
+
+    def _render_prompt(self, locale: str, prompt: Prompt) -> Rendered:
+        render = self.i18n.render
+        controls = (
+            [RenderedOption("cmd:back", render(locale, Text(BACK)))] if prompt.can_go_back else []
+        )
+        controls += [
+            RenderedOption("cmd:cancel", render(locale, Text(CANCEL))),
+            RenderedOption("cmd:help", render(locale, Text(HELP))),
+        ]
+        error = render(locale, prompt.error) if prompt.error else None
+        body = render(locale, prompt.text)
+        return Rendered(
+            text=f"{error}\n\n{body}" if error else body,
+            options=tuple(RenderedOption(o.value, render(locale, o.label)) for o in prompt.options),
+            controls=tuple(controls),
+            step=prompt.step.id,
+            input_kind=prompt.step.kind.value,
+            error=error,
+            hint=render(locale, Text(HINT)),
+        )

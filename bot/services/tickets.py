@@ -1,0 +1,291 @@
+"""Tickets: filing, acknowledgement with working-day due dates, status changes, messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.domain.calendar import WorkingCalendar
+from bot.domain.flow import CATEGORY_LABELS
+from bot.domain.models import (
+    Attachment,
+    Author,
+    Category,
+    Channel,
+    ConsentPurpose,
+    Customer,
+    Delivery,
+    DeliveryState,
+    Direction,
+    Message,
+    Ticket,
+    TicketStatus,
+    TimelineEvent,
+)
+from bot.domain.text import N_, Param, Text, Verbatim
+from bot.domain.tickets import (
+    FIRST_RESPONSE,
+    STATUS_LABELS,
+    check_transition,
+)
+from bot.i18n import I18n
+from bot.metrics import Metrics
+from bot.services.delivery import Clock, DeliveryService
+from bot.storage import Repositories
+
+log = logging.getLogger(__name__)
+
+ACK = N_(
+    "Thank you, we have received your feedback. Your reference number is {reference}. "
+    "We will give you our first response by {due} ({days} working days). "
+    "You can check its status at any time with /status."
+)
+STATUS_CHANGED = N_("Update on your feedback {reference}: {status}.")
+STATUS_CHANGED_WITH_MESSAGE = N_("Update on your feedback {reference}: {status}.\n\n{message}")
+STAFF_REPLY = N_("Reply from our team about {reference}:\n\n{message}")
+STATUS_LINE = N_("{reference} · {category} · {status} · first response due {due}")
+NO_TICKETS = N_("You have not sent us any feedback yet. Send /start to begin.")
+STATUS_HEADER = N_("Your feedback:")
+
+
+class TicketNotFound(LookupError):
+    pass
+
+
+class StatusConflict(RuntimeError):
+    """The ticket's status changed while this change was being made; reload and retry."""
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    first_response_days: int
+    complex_days: int
+
+
+class TicketService:
+    def __init__(
+        self,
+        repos: Repositories,
+        delivery: DeliveryService,
+        calendar: WorkingCalendar,
+        i18n: I18n,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        reference_prefix: str,
+        deadlines: Deadlines,
+    ) -> None:
+        self.repos = repos
+        self.delivery = delivery
+        self.calendar = calendar
+        self.i18n = i18n
+        self.metrics = metrics
+        self.clock = clock
+        self.prefix = reference_prefix
+        self.deadlines = deadlines
+
+    def _format_due(self, ticket: Ticket, locale: str) -> str:
+        return self.i18n.format_date(locale, self.calendar.local_date(ticket.response_due))
+
+    async def file(
+        self, customer: Customer, channel: Channel, answers: Mapping[str, Any], *, flow_id: str
+    ) -> Ticket:
+        """File the ticket, store the acknowledgement, then mark it acknowledged (C3.1.3).
+
+        Idempotent per `flow_id`: a retried submit returns the ticket already filed.
+        """
+        now = self.clock()
+        expanded = (await self.repos.consents.current(customer.id)).get(ConsentPurpose.EXPANDED_USE)
+        ticket = Ticket(
+            flow_id=flow_id,
+            customer_id=customer.id,
+            channel=channel,
+            locale=customer.locale,
+            category=Category(answers["category"]),
+            rating=int(answers["rating"]),
+            text=answers["text"],
+            text_own_work=bool(answers.get("text_own_work")),
+            attachments=[Attachment.model_validate(a) for a in answers.get("attachments", [])],
+            expanded_use=expanded is not None and expanded.granted,
+            created_at=now,
+            updated_at=now,
+            response_due=self.calendar.due(now, self.deadlines.first_response_days),
+            events=[TimelineEvent(at=now, kind="created", actor="customer")],
+        )
+        year = self.calendar.local_date(now).year
+        inserted = await self.repos.tickets.add(ticket, prefix=self.prefix, year=year)
+        ticket = inserted.item
+        if not inserted.created and ticket.status is not TicketStatus.RECEIVED:
+            return ticket
+        contact = answers.get("contact") or {}
+        if contact:
+            await self.repos.customers.update_fields(customer.id, **contact)
+        await self._acknowledge(customer, ticket)
+        if inserted.created:
+            self.metrics.tickets_filed.labels(channel.value, ticket.category.value).inc()
+            log.info("ticket filed", extra={"ticket_id": ticket.id, "channel": channel.value})
+        return await self.get(ticket.id)
+
+    async def _acknowledge(self, customer: Customer, ticket: Ticket) -> None:
+        text = self.i18n.render(
+            customer.locale,
+            Text(
+                ACK,
+                {
+                    "reference": ticket.reference,
+                    "due": self._format_due(ticket, customer.locale),
+                    "days": self.deadlines.first_response_days,
+                },
+            ),
+        )
+        await self.delivery.enqueue(
+            customer, text, kind="ack", ticket_id=ticket.id, idempotency_key=f"ack:{ticket.id}"
+        )
+        event = TimelineEvent(
+            at=self.clock(),
+            kind="status",
+            actor="system",
+            from_status=TicketStatus.RECEIVED,
+            to_status=TicketStatus.ACKNOWLEDGED,
+        )
+        await self.repos.tickets.transition(ticket.id, TicketStatus.RECEIVED, event)
+
+    async def get(self, ticket_id: str) -> Ticket:
+        ticket = await self.repos.tickets.get(ticket_id)
+        if ticket is None:
+            raise TicketNotFound(ticket_id)
+        return ticket
+
+    async def _customer(self, ticket: Ticket) -> Customer | None:
+        return await self.repos.customers.get(ticket.customer_id)
+
+    async def change_status(
+        self, ticket_id: str, target: TicketStatus, *, actor: str, message: str | None = None
+    ) -> Ticket:
+        """Move a ticket through the state machine and tell the customer on their channel."""
+        ticket = await self.get(ticket_id)
+        check_transition(ticket.status, target)
+        now = self.clock()
+        fields: dict[str, object] = {}
+        if target in FIRST_RESPONSE and ticket.first_response_at is None:
+            fields["first_response_at"] = now
+        event = TimelineEvent(
+            at=now,
+            kind="status",
+            actor=actor,
+            from_status=ticket.status,
+            to_status=target,
+            detail=message,
+        )
+        if not await self.repos.tickets.transition(ticket.id, ticket.status, event, **fields):
+            raise StatusConflict(ticket.id)
+        customer = await self._customer(ticket)
+        if customer is not None:
+            params: dict[str, Param] = {
+                "reference": ticket.reference,
+                "status": Text(STATUS_LABELS[target]),
+            }
+            template = STATUS_CHANGED
+            if message:
+                template = STATUS_CHANGED_WITH_MESSAGE
+                params["message"] = Verbatim(message)
+            await self.delivery.enqueue(
+                customer,
+                self.i18n.render(customer.locale, Text(template, params)),
+                kind="status",
+                ticket_id=ticket.id,
+                author=Author.STAFF if actor != "system" else Author.BOT,
+                staff_id=actor if actor != "system" else None,
+            )
+        return await self.get(ticket.id)
+
+    async def set_complex(self, ticket_id: str, *, actor: str, complex_: bool = True) -> Ticket:
+        """Complex tickets get XX working days instead of X, counted from filing (C3.1.3)."""
+        ticket = await self.get(ticket_id)
+        days = self.deadlines.complex_days if complex_ else self.deadlines.first_response_days
+        due = self.calendar.due(ticket.created_at, days)
+        event = TimelineEvent(
+            at=self.clock(), kind="complex", actor=actor, detail="on" if complex_ else "off"
+        )
+        await self.repos.tickets.add_event(ticket.id, event, complex=complex_, response_due=due)
+        return await self.get(ticket.id)
+
+    async def staff_reply(self, ticket_id: str, *, staff_id: str, text: str) -> Message:
+        ticket = await self.get(ticket_id)
+        customer = await self._customer(ticket)
+        if customer is None:
+            raise TicketNotFound(ticket_id)
+        if ticket.first_response_at is None:
+            event = TimelineEvent(at=self.clock(), kind="reply", actor=staff_id)
+            await self.repos.tickets.add_event(ticket.id, event, first_response_at=self.clock())
+        rendered = self.i18n.render(
+            customer.locale,
+            Text(STAFF_REPLY, {"reference": ticket.reference, "message": Verbatim(text)}),
+        )
+        return await self.delivery.enqueue(
+            customer,
+            rendered,
+            kind="reply",
+            ticket_id=ticket.id,
+            author=Author.STAFF,
+            staff_id=staff_id,
+        )
+
+    async def add_customer_message(
+        self,
+        customer: Customer,
+        ticket: Ticket,
+        text: str,
+        *,
+        attachments: list[Attachment] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Message:
+        """Free text after filing goes onto the open ticket; a waiting ticket wakes up."""
+        message = Message(
+            customer_id=customer.id,
+            channel=customer.channel,
+            ticket_id=ticket.id,
+            direction=Direction.INBOUND,
+            author=Author.CUSTOMER,
+            text=text,
+            attachments=attachments or [],
+            created_at=self.clock(),
+            delivery=Delivery(state=DeliveryState.NOT_APPLICABLE),
+            **({"idempotency_key": idempotency_key} if idempotency_key else {}),
+        )
+        stored = await self.repos.messages.append(message)
+        if stored.created and ticket.status is TicketStatus.WAITING_FOR_CUSTOMER:
+            event = TimelineEvent(
+                at=self.clock(),
+                kind="status",
+                actor="customer",
+                from_status=ticket.status,
+                to_status=TicketStatus.IN_PROGRESS,
+            )
+            await self.repos.tickets.transition(ticket.id, ticket.status, event)
+        return stored.item
+
+    async def status_report(self, customer: Customer) -> Text:
+        """What the customer sees when they ask for the status of their tickets."""
+        tickets = await self.repos.tickets.for_customer(customer.id)
+        if not tickets:
+            return Text(NO_TICKETS)
+        lines = [
+            self.i18n.render(
+                customer.locale,
+                Text(
+                    STATUS_LINE,
+                    {
+                        "reference": t.reference,
+                        "category": Text(CATEGORY_LABELS[t.category]),
+                        "status": Text(STATUS_LABELS[t.status]),
+                        "due": self._format_due(t, customer.locale),
+                    },
+                ),
+            )
+            for t in tickets
+        ]
+        header = self.i18n.render(customer.locale, Text(STATUS_HEADER))
+        return Text("{header}\n{lines}", {"header": header, "lines": "\n".join(lines)})

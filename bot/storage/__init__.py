@@ -1,0 +1,55 @@
+"""Storage: PyMongo's async API, one repository per collection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from bot.storage.audit import AuditRepository
+from bot.storage.consents import ConsentRepository
+from bot.storage.conversations import ConversationRepository
+from bot.storage.customers import CustomerRepository
+from bot.storage.database import Database, DatabaseUnavailable, Repository
+from bot.storage.locks import LockRepository
+from bot.storage.messages import MessageRepository
+from bot.storage.refusals import RefusalRepository
+from bot.storage.staff import StaffRepository
+from bot.storage.tickets import TicketRepository
+
+
+@dataclass(frozen=True)
+class Repositories:
+    customers: CustomerRepository
+    conversations: ConversationRepository
+    tickets: TicketRepository
+    messages: MessageRepository
+    consents: ConsentRepository
+    staff: StaffRepository
+    audit: AuditRepository
+    refusals: RefusalRepository
+    locks: LockRepository
+
+    @classmethod
+    def create(cls, database: Database) -> Repositories:
+        db = database.db
+        locks = LockRepository(db)
+        return cls(
+            customers=CustomerRepository(db),
+            conversations=ConversationRepository(db, locks=locks),
+            tickets=TicketRepository(db, locks=locks),
+            messages=MessageRepository(db),
+            consents=ConsentRepository(db),
+            staff=StaffRepository(db),
+            audit=AuditRepository(db),
+            refusals=RefusalRepository(db),
+            locks=locks,
+        )
+
+    def all(self) -> list[Repository]:  # type: ignore[type-arg]
+        return [getattr(self, f.name) for f in fields(self)]
+
+    async def ensure_indexes(self) -> None:
+        for repository in self.all():
+            await repository.ensure_indexes()
+
+
+__all__ = ["Database", "DatabaseUnavailable", "Repositories"]

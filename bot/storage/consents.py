@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pymongo import ASCENDING, IndexModel
+
+from bot.domain.models import ConsentPurpose, ConsentRecord
+from bot.storage.database import Repository
+
+
+class ConsentRepository(Repository[ConsentRecord]):
+    """The append-only consent ledger: records are inserted, never updated."""
+
+    collection_name = "consents"
+    model = ConsentRecord
+    indexes = (IndexModel([("customer_id", ASCENDING), ("at", ASCENDING)]),)
+
+    async def append(self, record: ConsentRecord) -> ConsentRecord:
+        return await self.insert(record)
+
+    async def history(self, customer_id: str) -> list[ConsentRecord]:
+        cursor = self.collection.find({"customer_id": customer_id}).sort(
+            [("at", ASCENDING), ("_id", ASCENDING)]
+        )
+        return [self._load(doc) async for doc in cursor]
+
+    async def current(self, customer_id: str) -> dict[ConsentPurpose, ConsentRecord]:
+        """The state in force: the latest record per purpose."""
+        state: dict[ConsentPurpose, ConsentRecord] = {}
+        for record in await self.history(customer_id):
+            state[record.purpose] = record
+        return state

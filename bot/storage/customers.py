@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pymongo import ASCENDING, IndexModel
+
+from bot.domain.models import Channel, Customer, utcnow
+from bot.storage.database import Repository
+
+
+class CustomerRepository(Repository[Customer]):
+    collection_name = "customers"
+    model = Customer
+    indexes = (IndexModel([("channel", ASCENDING), ("external_id", ASCENDING)], unique=True),)
+
+    async def get_or_create(self, channel: Channel, external_id: str, locale: str) -> Customer:
+        """One record per channel identity, even when two first messages race."""
+        existing = await self.find(channel, external_id)
+        if existing is not None:
+            return existing
+        fresh = Customer(channel=channel, external_id=external_id, locale=locale)
+        inserted = await self._insert_unique(
+            fresh, {"channel": channel, "external_id": external_id}
+        )
+        return inserted.item
+
+    async def find(self, channel: Channel, external_id: str) -> Customer | None:
+        doc = await self.collection.find_one({"channel": channel, "external_id": external_id})
+        return None if doc is None else self._load(doc)
+
+    async def update_fields(self, customer_id: str, **fields: object) -> None:
+        await self.collection.update_one(
+            {"_id": customer_id}, {"$set": {**fields, "updated_at": utcnow()}}
+        )
+
+    async def delete(self, customer_id: str) -> bool:
+        result = await self.collection.delete_one({"_id": customer_id})
+        return result.deleted_count == 1

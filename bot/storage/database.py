@@ -1,0 +1,170 @@
+"""One AsyncMongoClient per process, and the base of every repository."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+from pymongo import DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
+
+Doc = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached; nothing was written."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            "The database is unreachable (check MONGODB_URI, or that the embedded "
+            f"database is running): {type(cause).__name__}"
+        )
+
+
+class Database:
+    def __init__(self, uri: str, name: str, timeout_ms: int = 5000) -> None:
+        self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
+            uri,
+            tz_aware=True,  # timezone-aware UTC datetimes everywhere
+            tzinfo=UTC,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            appname="feedback-bot",
+        )
+        self.db: AsyncDatabase[Doc] = self.client[name]
+
+    async def ping(self) -> None:
+        try:
+            await self.db.command("ping")
+        except ConnectionFailure as exc:
+            raise DatabaseUnavailable(exc) from exc
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _translate_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except ConnectionFailure as exc:
+            raise DatabaseUnavailable(exc) from exc
+
+    wrapper._translates_errors = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+@dataclass(frozen=True)
+class Inserted(Generic[M]):
+    """The result of an idempotent insert: the stored document, and whether it is new."""
+
+    item: M
+    created: bool
+
+
+class Repository(Generic[M]):
+    """One collection, typed models in and out.
+
+    Every public coroutine method of a subclass turns a lost connection into
+    `DatabaseUnavailable`, so callers handle one clear error, not the driver's zoo.
+    """
+
+    collection_name: ClassVar[str]
+    model: type[M]
+    indexes: ClassVar[tuple[IndexModel, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in dir(cls):
+            member = getattr(cls, name)
+            if (
+                not name.startswith("_")
+                and inspect.iscoroutinefunction(member)
+                and not getattr(member, "_translates_errors", False)
+            ):
+                setattr(cls, name, _translate_errors(member))
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.collection: AsyncCollection[Doc] = db[self.collection_name]
+
+    async def ensure_indexes(self) -> None:
+        if self.indexes:
+            await self.collection.create_indexes(list(self.indexes))
+
+    def _dump(self, item: M) -> Doc:
+        return item.model_dump(by_alias=True, mode="python")
+
+    def _load(self, doc: Doc) -> M:
+        return self.model.model_validate(doc)
+
+    async def get(self, item_id: str) -> M | None:
+        doc = await self.collection.find_one({"_id": item_id})
+        return None if doc is None else self._load(doc)
+
+    async def insert(self, item: M) -> M:
+        await self.collection.insert_one(self._dump(item))
+        return item
+
+    async def _insert_unique(self, item: M, key: Doc) -> Inserted[M]:
+        """Insert, or return the document already stored under the unique `key`."""
+        try:
+            await self.collection.insert_one(self._dump(item))
+        except DuplicateKeyError:
+            existing = await self.collection.find_one(key)
+            if existing is None:  # the duplicate was on another unique index
+                raise
+            return Inserted(self._load(existing), created=False)
+        return Inserted(item, created=True)
+
+    async def _insert_numbered(
+        self,
+        build: Callable[[int], M],
+        *,
+        scope: Doc,
+        field: str,
+        key: Doc | None = None,
+        attempts: int = 200,
+    ) -> Inserted[M]:
+        """Insert with the next number in `scope` (last + 1).
+
+        The unique index on (scope, field) decides between writers that pick the
+        same number: the loser reads again and takes the next one. With `key`, a
+        document already stored under that idempotency key is returned instead.
+        """
+        for attempt in range(attempts):
+            last = await self.collection.find_one(
+                scope, sort=[(field, DESCENDING)], projection={field: 1}
+            )
+            item = build(1 if last is None else int(last[field]) + 1)
+            try:
+                await self.collection.insert_one(self._dump(item))
+            except DuplicateKeyError:
+                if key is not None and (existing := await self.collection.find_one(key)):
+                    return Inserted(self._load(existing), created=False)
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
+                continue
+            return Inserted(item, created=True)
+        raise RuntimeError(f"no free number in {self.collection_name} after {attempts} tries")
+
+
+# Re-exported so the rest of the storage package imports from one place.
+__all__ = [
+    "ConnectionFailure",
+    "Database",
+    "DatabaseUnavailable",
+    "Doc",
+    "DuplicateKeyError",
+    "Inserted",
+    "Repository",
+]

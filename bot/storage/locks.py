@@ -1,0 +1,88 @@
+"""Short-lived locks built on the one write both servers make atomic: an insert
+against a unique index.
+
+FerretDB v1 carries out every update as a query followed by a separate write,
+with no transaction around them: 50 concurrent `$inc`s on one document end at
+1, and 20 concurrent `find_one_and_update` claims on 5 documents all "win"
+(measured; see docs/storage.md). So nothing in this code relies on an update
+being atomic. Where two writers must not interleave (a dialogue step, a ticket
+change, sending an outbound message) they take a lock here first, then re-read
+and check what they are about to change.
+
+A lock is a document `{name, gen, owner, until}` whose `_id` is `name#gen`.
+Acquiring inserts the next generation after the newest one if that one is gone
+or expired; the unique `_id` lets exactly one contender win each generation.
+A holder that dies is replaced once `until` passes: a lease, not a forever-lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+from pydantic import Field
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from bot.domain.models import Model, new_id, utcnow
+from bot.storage.database import DuplicateKeyError, Repository
+
+
+class Busy(RuntimeError):
+    """Someone else holds the lock."""
+
+
+class Lock(Model):
+    id: str = Field(alias="_id")
+    name: str
+    gen: int
+    owner: str
+    until: datetime
+
+
+class LockRepository(Repository[Lock]):
+    collection_name = "locks"
+    model = Lock
+    indexes = (IndexModel([("name", ASCENDING), ("gen", DESCENDING)]),)
+
+    async def acquire(
+        self, name: str, ttl: timedelta, *, now: datetime | None = None, owner: str | None = None
+    ) -> Lock | None:
+        """Take the lock `name` for `ttl`, or None if a live holder has it."""
+        now = now or utcnow()
+        newest = await self.collection.find_one({"name": name}, sort=[("gen", DESCENDING)])
+        if newest is not None and newest["until"] > now:
+            return None
+        gen = 0 if newest is None else int(newest["gen"]) + 1
+        lock = Lock(
+            id=f"{name}#{gen}", name=name, gen=gen, owner=owner or new_id(), until=now + ttl
+        )
+        try:
+            await self.collection.insert_one(self._dump(lock))
+        except DuplicateKeyError:
+            return None  # another contender won this generation
+        return lock
+
+    async def release(self, lock: Lock) -> None:
+        await self.collection.delete_many({"name": lock.name, "gen": {"$lte": lock.gen}})
+
+    @asynccontextmanager
+    async def hold(
+        self,
+        name: str,
+        ttl: timedelta = timedelta(seconds=30),
+        *,
+        wait: timedelta = timedelta(0),
+    ) -> AsyncIterator[Lock]:
+        """`async with locks.hold(name, wait=...):`, trying until `wait` passes, else Busy."""
+        deadline = asyncio.get_running_loop().time() + wait.total_seconds()
+        while (lock := await self.acquire(name, ttl)) is None:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Busy(name)
+            await asyncio.sleep(random.uniform(0.005, 0.02))  # noqa: S311 - jitter, not crypto
+        try:
+            yield lock
+        finally:
+            await self.release(lock)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pymongo import ASCENDING, IndexModel
+
+from bot.domain.models import DeliveryState, Direction, Message
+from bot.storage.database import Inserted, Repository
+
+
+class MessageRepository(Repository[Message]):
+    """Every message of every conversation; outbound ones double as the outbox.
+
+    An outbound message is inserted `pending`; a dispatcher takes the lock
+    `delivery:<id>` (bot.storage.locks), re-reads it, sends it, and marks it sent
+    or schedules a retry, so several dispatchers in several processes never send
+    one message twice.
+    """
+
+    collection_name = "messages"
+    model = Message
+    indexes = (
+        IndexModel([("idempotency_key", ASCENDING)], unique=True),
+        IndexModel([("customer_id", ASCENDING), ("seq", ASCENDING)], unique=True),
+        IndexModel([("ticket_id", ASCENDING), ("created_at", ASCENDING)]),
+        IndexModel([("delivery.state", ASCENDING), ("delivery.next_attempt_at", ASCENDING)]),
+    )
+
+    async def append(self, message: Message) -> Inserted[Message]:
+        """Store with the next per-customer sequence number; a repeated key stores nothing."""
+        key = {"idempotency_key": message.idempotency_key}
+        existing = await self.collection.find_one(key)
+        if existing is not None:
+            return Inserted(self._load(existing), created=False)
+        return await self._insert_numbered(
+            lambda seq: message.model_copy(update={"seq": seq}),
+            scope={"customer_id": message.customer_id},
+            field="seq",
+            key=key,
+        )
+
+    async def after_seq(self, customer_id: str, seq: int, limit: int = 500) -> list[Message]:
+        cursor = (
+            self.collection.find({"customer_id": customer_id, "seq": {"$gt": seq}})
+            .sort("seq", ASCENDING)
+            .limit(limit)
+        )
+        return [self._load(doc) async for doc in cursor]
+
+    async def for_ticket(self, ticket_id: str) -> list[Message]:
+        cursor = self.collection.find({"ticket_id": ticket_id}).sort("seq", ASCENDING)
+        return [self._load(doc) async for doc in cursor]
+
+    async def due(self, now: datetime, limit: int = 50) -> list[Message]:
+        """Outbound messages waiting to be sent, oldest first (candidates, not claims)."""
+        cursor = (
+            self.collection.find(
+                {
+                    "direction": Direction.OUTBOUND,
+                    "delivery.state": DeliveryState.PENDING,
+                    "delivery.next_attempt_at": {"$lte": now},
+                }
+            )
+            .sort("delivery.next_attempt_at", ASCENDING)
+            .limit(limit)
+        )
+        return [self._load(doc) async for doc in cursor]
+
+    async def _set_delivery(self, message_id: str, **fields: object) -> None:
+        await self.collection.update_one(
+            {"_id": message_id}, {"$set": {f"delivery.{k}": v for k, v in fields.items()}}
+        )
+
+    async def mark_sent(self, message_id: str, *, attempts: int, at: datetime) -> None:
+        await self._set_delivery(
+            message_id, state=DeliveryState.SENT, attempts=attempts, sent_at=at, last_error=None
+        )
+
+    async def schedule_retry(
+        self, message_id: str, *, attempts: int, at: datetime, error: str
+    ) -> None:
+        await self._set_delivery(
+            message_id, attempts=attempts, next_attempt_at=at, last_error=error
+        )
+
+    async def mark_undeliverable(self, message_id: str, *, attempts: int, error: str) -> None:
+        await self._set_delivery(
+            message_id, state=DeliveryState.UNDELIVERABLE, attempts=attempts, last_error=error
+        )

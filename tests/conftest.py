@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import Container
+from bot.config import Settings
+from bot.domain.models import Channel, new_id
+from bot.storage import Database, Repositories
+from bot.storage.embedded import EmbeddedDatabase
+from tests.support import FixedClock, RecordingSender
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    return Settings(_env_file=None).cache_dir
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[str]:
+    """A real MongoDB wire server for the whole run: MONGODB_URI, or the embedded FerretDB."""
+    configured = os.environ.get("MONGODB_URI")
+    if configured:
+        yield configured
+        return
+    with EmbeddedDatabase.start(cache_dir, tmp_path_factory.mktemp("ferretdb")) as db:
+        yield db.uri
+
+
+@pytest.fixture
+def db_name() -> str:
+    return f"test_{new_id()[:12]}"
+
+
+@pytest.fixture
+async def database(mongo_uri: str, db_name: str) -> AsyncIterator[Database]:
+    database = Database(mongo_uri, db_name)
+    yield database
+    await database.client.drop_database(db_name)
+    await database.close()
+
+
+@pytest.fixture
+async def repos(database: Database) -> Repositories:
+    repositories = Repositories.create(database)
+    await repositories.ensure_indexes()
+    return repositories
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def settings(mongo_uri: str, db_name: str, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,
+        MONGODB_URI=mongo_uri,
+        mongodb_database=db_name,
+        data_dir=tmp_path / "data",
+    )
+
+
+@pytest.fixture
+def sender() -> RecordingSender:
+    return RecordingSender()
+
+
+@pytest.fixture
+async def container(
+    settings: Settings, mongo_uri: str, clock: FixedClock, sender: RecordingSender
+) -> AsyncIterator[Container]:
+    built = Container.build(settings, mongo_uri, clock=clock)
+    await built.repos.ensure_indexes()
+    for channel in Channel:
+        built.delivery.register(channel, sender)
+    yield built
+    await built.database.client.drop_database(settings.mongodb_database)
+    await built.close()

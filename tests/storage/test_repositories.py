@@ -1,0 +1,237 @@
+"""Repositories against the real wire server: round trips, idempotency, clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.domain.models import (
+    Author,
+    Category,
+    Channel,
+    ConsentPurpose,
+    ConsentRecord,
+    Conversation,
+    Direction,
+    Message,
+    Staff,
+    Ticket,
+    TicketStatus,
+    TimelineEvent,
+)
+from bot.storage import Database, DatabaseUnavailable, Repositories
+from bot.storage.conversations import ConcurrentUpdate
+from bot.storage.embedded import free_port
+
+NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+
+
+def make_ticket(customer_id: str, **extra: object) -> Ticket:
+    return Ticket(
+        customer_id=customer_id,
+        channel=Channel.TELEGRAM,
+        locale="en",
+        category=Category.PRICE,
+        rating=2,
+        text="Too expensive <script>alert(1)</script> {'$where': 'sleep(1000)'}",
+        created_at=NOW,
+        updated_at=NOW,
+        response_due=NOW + timedelta(days=3),
+        **extra,
+    )
+
+
+async def test_customer_get_or_create_is_idempotent(repos: Repositories) -> None:
+    first = await repos.customers.get_or_create(Channel.TELEGRAM, "1001", "en")
+    again = await repos.customers.get_or_create(Channel.TELEGRAM, "1001", "zh_CN")
+    assert again.id == first.id
+    assert again.locale == "en"  # the stored record, not the second caller's guess
+    other = await repos.customers.get_or_create(Channel.WIDGET, "1001", "en")
+    assert other.id != first.id  # one person per channel identity
+    loaded = await repos.customers.get(first.id)
+    assert loaded is not None
+    assert loaded.created_at.tzinfo is not None  # timezone-aware everywhere
+
+
+async def test_concurrent_first_contacts_make_one_customer(repos: Repositories) -> None:
+    results = await asyncio.gather(
+        *(repos.customers.get_or_create(Channel.WIDGET, "visitor-1", "en") for _ in range(10))
+    )
+    assert len({c.id for c in results}) == 1
+    assert await repos.customers.collection.count_documents({}) == 1
+
+
+async def test_ticket_round_trip_keeps_hostile_text_inert(repos: Repositories) -> None:
+    ticket = (await repos.tickets.add(make_ticket("c1"), prefix="FB", year=2026)).item
+    loaded = await repos.tickets.by_reference("FB-2026-000001")
+    assert loaded is not None
+    assert loaded.model_dump() == ticket.model_dump()
+    assert "<script>" in loaded.text  # stored as text; rendering escapes it
+
+
+async def test_ticket_flow_id_is_an_idempotency_key(repos: Repositories) -> None:
+    first = await repos.tickets.add(make_ticket("c1", flow_id="flow-1"), prefix="FB", year=2026)
+    second = await repos.tickets.add(make_ticket("c1", flow_id="flow-1"), prefix="FB", year=2026)
+    assert first.created
+    assert not second.created
+    assert second.item.reference == "FB-2026-000001"
+    assert await repos.tickets.collection.count_documents({}) == 1
+
+
+async def test_ticket_transition_is_conditional(repos: Repositories) -> None:
+    ticket = (await repos.tickets.add(make_ticket("c1"), prefix="FB", year=2026)).item
+    event = TimelineEvent(
+        kind="status",
+        actor="system",
+        from_status=TicketStatus.RECEIVED,
+        to_status=TicketStatus.ACKNOWLEDGED,
+    )
+    assert await repos.tickets.transition(ticket.id, TicketStatus.RECEIVED, event)
+    # A second writer that still believes the ticket is "received" changes nothing.
+    assert not await repos.tickets.transition(ticket.id, TicketStatus.RECEIVED, event)
+    loaded = await repos.tickets.get(ticket.id)
+    assert loaded is not None
+    assert loaded.status is TicketStatus.ACKNOWLEDGED
+    assert len(loaded.events) == 1
+
+
+async def test_message_idempotency_key_stores_one_copy(repos: Repositories) -> None:
+    message = Message(
+        customer_id="c1",
+        channel=Channel.WIDGET,
+        direction=Direction.INBOUND,
+        author=Author.CUSTOMER,
+        text="hello",
+        idempotency_key="widget:client-msg-1",
+    )
+    first = await repos.messages.append(message)
+    resend = await repos.messages.append(message.model_copy(update={"id": "other-id"}))
+    assert first.created
+    assert not resend.created  # reported, no exception escapes
+    assert resend.item.id == first.item.id
+    assert await repos.messages.collection.count_documents({}) == 1
+
+
+async def test_messages_are_numbered_per_customer(repos: Repositories) -> None:
+    for n in range(3):
+        for customer in ("a", "b"):
+            await repos.messages.append(
+                Message(
+                    customer_id=customer,
+                    channel=Channel.WIDGET,
+                    direction=Direction.OUTBOUND,
+                    author=Author.BOT,
+                    text=f"{customer}{n}",
+                )
+            )
+    after = await repos.messages.after_seq("a", 1)
+    assert [m.seq for m in after] == [2, 3]
+    assert [m.text for m in after] == ["a1", "a2"]
+
+
+async def test_staff_username_is_unique(repos: Repositories) -> None:
+    staff = Staff(username="li.wei", display_name="Li Wei", password_hash="x")
+    assert (await repos.staff.add(staff)).created
+    duplicate = await repos.staff.add(Staff(username="li.wei", display_name="B", password_hash="y"))
+    assert not duplicate.created
+    assert duplicate.item.display_name == "Li Wei"
+
+
+async def test_consent_ledger_derives_current_state(repos: Repositories) -> None:
+    def record(granted: bool, minute: int) -> ConsentRecord:
+        return ConsentRecord(
+            customer_id="c1",
+            purpose=ConsentPurpose.EXPANDED_USE,
+            granted=granted,
+            notice_version="v1",
+            text_hash="h",
+            locale="en",
+            channel=Channel.TELEGRAM,
+            at=NOW + timedelta(minutes=minute),
+        )
+
+    await repos.consents.append(record(True, 1))
+    await repos.consents.append(record(False, 2))
+    assert len(await repos.consents.history("c1")) == 2  # nothing overwritten
+    current = await repos.consents.current("c1")
+    assert current[ConsentPurpose.EXPANDED_USE].granted is False
+
+
+async def test_conversation_compare_and_set(repos: Repositories) -> None:
+    saved = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
+    moved = await repos.conversations.save(saved.model_copy(update={"step": "rating"}))
+    assert moved.version == 2
+    with pytest.raises(ConcurrentUpdate):
+        await repos.conversations.save(saved.model_copy(update={"step": "text"}))
+    with pytest.raises(ConcurrentUpdate):
+        await repos.conversations.save(Conversation(id="k", locale="en"))
+
+
+async def test_ticket_references_are_unique_under_concurrency(repos: Repositories) -> None:
+    # FerretDB v1 loses concurrent $inc updates; references come from the unique index.
+    results = await asyncio.gather(
+        *(repos.tickets.add(make_ticket("c1"), prefix="FB", year=2026) for _ in range(20))
+    )
+    references = sorted(r.item.reference for r in results)
+    assert references == [f"FB-2026-{n:06d}" for n in range(1, 21)]
+    next_year = await repos.tickets.add(make_ticket("c2"), prefix="FB", year=2027)
+    assert next_year.item.reference == "FB-2027-000001"
+
+
+async def test_sequence_numbers_are_unique_under_concurrency(repos: Repositories) -> None:
+    results = await asyncio.gather(
+        *(
+            repos.messages.append(
+                Message(
+                    customer_id="c1",
+                    channel=Channel.WIDGET,
+                    direction=Direction.INBOUND,
+                    author=Author.CUSTOMER,
+                    text=str(n),
+                )
+            )
+            for n in range(15)
+        )
+    )
+    assert sorted(r.item.seq for r in results) == list(range(1, 16))
+
+
+async def test_a_lock_has_one_holder_among_many_contenders(repos: Repositories) -> None:
+    ttl = timedelta(seconds=30)
+    for round_ in range(5):
+        winners = await asyncio.gather(
+            *(repos.locks.acquire(f"delivery:m{round_}", ttl, now=NOW) for _ in range(20))
+        )
+        assert sum(w is not None for w in winners) == 1
+
+
+async def test_an_expired_lock_is_taken_over_and_a_released_one_is_free(
+    repos: Repositories,
+) -> None:
+    ttl = timedelta(seconds=30)
+    first = await repos.locks.acquire("job", ttl, now=NOW)
+    assert first is not None
+    assert await repos.locks.acquire("job", ttl, now=NOW + timedelta(seconds=10)) is None
+    # The holder died: after the lease one contender (only one) takes over.
+    later = NOW + timedelta(seconds=31)
+    takers = await asyncio.gather(*(repos.locks.acquire("job", ttl, now=later) for _ in range(10)))
+    held = [t for t in takers if t is not None]
+    assert len(held) == 1
+    assert held[0].gen == 1
+    await repos.locks.release(held[0])
+    assert await repos.locks.acquire("job", ttl, now=later) is not None
+    assert await repos.locks.collection.count_documents({}) == 1
+
+
+async def test_unreachable_database_raises_a_clear_error() -> None:
+    database = Database(f"mongodb://127.0.0.1:{free_port()}/", "nowhere", timeout_ms=300)
+    repos = Repositories.create(database)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="database is unreachable"):
+            await repos.customers.get("anything")
+        with pytest.raises(DatabaseUnavailable, match="MONGODB_URI"):
+            await database.ping()
+    finally:
+        await database.close()
