@@ -53,6 +53,7 @@ class Container:
         repos = Repositories.create(database)
         metrics = Metrics()
         i18n = I18n(settings.locales_dir, settings.default_locale)
+        i18n.check()  # a missing catalog fails the start, not a customer's first message
         delivery = DeliveryService(
             repos,
             metrics,
@@ -99,8 +100,11 @@ class Container:
         while True:
             try:
                 await self.repos.ensure_indexes()
-            except DatabaseUnavailable:
-                log.warning("database unavailable at start-up; retrying")
+            except DatabaseUnavailable as exc:
+                log.warning(
+                    "database unavailable at start-up; retrying",
+                    extra={"cause": type(exc.__cause__).__name__},
+                )
                 await asyncio.sleep(retry_seconds)
             else:
                 self.indexes_ready.set()

@@ -6,6 +6,7 @@ the table. `Settings()` is built once in the CLI and passed down.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -14,6 +15,12 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _user_cache_dir() -> Path:
+    # The XDG convention, as scripts/setup.sh uses it: both must agree on the cache.
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) if xdg else Path.home() / ".cache"
 
 
 class Settings(BaseSettings):
@@ -35,7 +42,7 @@ class Settings(BaseSettings):
         default=ROOT / "data", description="Where the embedded database keeps its files."
     )
     cache_dir: Path = Field(
-        default=Path.home() / ".cache" / "feedback-bot",
+        default_factory=lambda: _user_cache_dir() / "feedback-bot",
         description="Where built tools (the FerretDB binary) are cached.",
     )
 

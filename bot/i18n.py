@@ -45,6 +45,11 @@ class I18n:
             catalogs[locale] = loaded
         return catalogs
 
+    def check(self) -> None:
+        """Load every catalog now; raises FileNotFoundError naming the missing one."""
+        if not self._catalogs:
+            raise FileNotFoundError(f"no catalogs in {self.locales_dir}")
+
     def normalize(self, locale: str | None) -> str:
         return locale if locale in SUPPORTED else self.negotiate(locale)
 

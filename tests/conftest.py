@@ -79,5 +79,7 @@ async def container(
     for channel in Channel:
         built.delivery.register(channel, sender)
     yield built
-    await built.database.client.drop_database(settings.mongodb_database)
-    await built.close()
+    await built.close()  # closing twice is fine; a test may have closed it to "restart"
+    cleanup = Database(mongo_uri, settings.mongodb_database)
+    await cleanup.client.drop_database(settings.mongodb_database)
+    await cleanup.close()

@@ -291,7 +291,10 @@ def _parse_attachments(
             )
         files.append(inp.attachment.model_dump(mode="json"))
         return {"attachments": files, "_stay": True}
-    choice = _choice(inp, options) if inp.kind != "file" else ""
+    try:
+        choice = _choice(inp, options)
+    except Invalid:
+        raise Invalid(Text(N_("Please send a photo or a file, or choose Done."))) from None
     if choice in (DONE, SKIP):
         return {"attachments": files}
     if choice == OWN_PREFIX + "text":
@@ -300,7 +303,7 @@ def _parse_attachments(
         index = int(choice.removeprefix(OWN_PREFIX)) - 1
         files[index]["own_work"] = not files[index].get("own_work", False)
         return {"attachments": files, "_stay": True}
-    raise Invalid(Text(N_("Please send a photo or a file, or choose Done.")))
+    raise Invalid(Text(ERR_CHOOSE))
 
 
 def _parse_contact(

@@ -90,7 +90,8 @@ class ConsentRecord(Model):
     """One line of the append-only consent ledger; the current state is derived from it."""
 
     id: str = Field(default_factory=new_id, alias="_id")
-    customer_id: str | None  # None: an anonymous refusal, counted and nothing else
+    customer_id: str
+    seq: int = 0  # the ledger's order per customer (timestamps can tie)
     purpose: ConsentPurpose
     granted: bool
     notice_version: str

@@ -11,15 +11,18 @@ class ConsentRepository(Repository[ConsentRecord]):
 
     collection_name = "consents"
     model = ConsentRecord
-    indexes = (IndexModel([("customer_id", ASCENDING), ("at", ASCENDING)]),)
+    indexes = (IndexModel([("customer_id", ASCENDING), ("seq", ASCENDING)], unique=True),)
 
     async def append(self, record: ConsentRecord) -> ConsentRecord:
-        return await self.insert(record)
+        inserted = await self._insert_numbered(
+            lambda seq: record.model_copy(update={"seq": seq}),
+            scope={"customer_id": record.customer_id},
+            field="seq",
+        )
+        return inserted.item
 
     async def history(self, customer_id: str) -> list[ConsentRecord]:
-        cursor = self.collection.find({"customer_id": customer_id}).sort(
-            [("at", ASCENDING), ("_id", ASCENDING)]
-        )
+        cursor = self.collection.find({"customer_id": customer_id}).sort("seq", ASCENDING)
         return [self._load(doc) async for doc in cursor]
 
     async def current(self, customer_id: str) -> dict[ConsentPurpose, ConsentRecord]:

@@ -99,8 +99,18 @@ class Repository(Generic[M]):
         self.collection: AsyncCollection[Doc] = db[self.collection_name]
 
     async def ensure_indexes(self) -> None:
-        if self.indexes:
-            await self.collection.create_indexes(list(self.indexes))
+        """Create the indexes that are missing, one per command.
+
+        FerretDB v1.24 panics (and drops the connection) on a createIndexes
+        command that mixes existing and new indexes, as happens at every restart;
+        asking only for the missing ones, one at a time, works on both servers.
+        """
+        if not self.indexes:
+            return
+        existing = {index["name"] async for index in await self.collection.list_indexes()}
+        for index in self.indexes:
+            if index.document["name"] not in existing:
+                await self.collection.create_indexes([index])
 
     def _dump(self, item: M) -> Doc:
         return item.model_dump(by_alias=True, mode="python")

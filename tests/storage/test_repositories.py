@@ -235,3 +235,12 @@ async def test_unreachable_database_raises_a_clear_error() -> None:
             await database.ping()
     finally:
         await database.close()
+
+
+async def test_indexes_are_completed_at_every_start(repos: Repositories) -> None:
+    # A restart finds some indexes there and some missing (a new release added one).
+    await repos.tickets.collection.drop_index("flow_id_1")
+    await repos.ensure_indexes()
+    await repos.ensure_indexes()
+    names = {index["name"] async for index in await repos.tickets.collection.list_indexes()}
+    assert {"flow_id_1", "reference_1", "ref_year_1_ref_number_1"} <= names

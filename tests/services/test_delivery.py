@@ -1,0 +1,108 @@
+"""The delivery service: stored first, sent once, retried, or marked undeliverable."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.app import Container
+from bot.config import Settings
+from bot.domain.models import Channel, Customer, DeliveryState
+from bot.services.delivery import DeliveryService, RetryLater, Undeliverable
+from tests.support import FixedClock, RecordingSender
+
+
+async def customer(container: Container, external_id: str = "42") -> Customer:
+    return await container.repos.customers.get_or_create(Channel.TELEGRAM, external_id, "en")
+
+
+async def test_c3_2_2_a_message_is_stored_before_it_is_sent(container: Container) -> None:
+    message = await container.delivery.enqueue(await customer(container), "hello", kind="reply")
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.PENDING
+    assert stored.seq == 1
+
+
+async def test_retry_after_is_honoured_and_nothing_is_lost(
+    container: Container, clock: FixedClock, sender: RecordingSender
+) -> None:
+    sender.results = [RetryLater("429", after_seconds=20), RetryLater("timeout")]
+    message = await container.delivery.enqueue(await customer(container), "hi", kind="reply")
+    assert await container.delivery.drain() == 1
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.attempts == 1
+    assert stored.delivery.last_error == "429"
+    assert (stored.delivery.next_attempt_at - clock()).total_seconds() == 20
+    clock.advance(seconds=10)
+    assert await container.delivery.drain() == 0  # not due yet
+    clock.advance(seconds=11)
+    assert await container.delivery.drain() == 1  # the timeout: backoff
+    clock.advance(seconds=5)
+    assert await container.delivery.drain() == 1
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.SENT
+    assert stored.delivery.attempts == 3
+    assert [m.id for m in sender.sent] == [message.id]
+
+
+async def test_a_permanent_failure_is_marked_for_staff_to_see(
+    container: Container, sender: RecordingSender
+) -> None:
+    sender.results = [Undeliverable("bot blocked by the user")]
+    message = await container.delivery.enqueue(await customer(container), "hi", kind="reply")
+    await container.delivery.drain()
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.UNDELIVERABLE
+    assert stored.delivery.last_error == "bot blocked by the user"
+    assert await container.delivery.drain() == 0
+
+
+async def test_too_many_attempts_end_as_undeliverable(
+    container: Container, clock: FixedClock, sender: RecordingSender
+) -> None:
+    container.delivery.max_attempts = 3
+    sender.results = [RetryLater("down", after_seconds=1)] * 5
+    message = await container.delivery.enqueue(await customer(container), "hi", kind="reply")
+    for _ in range(5):
+        await container.delivery.drain()
+        clock.advance(seconds=2)
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.UNDELIVERABLE
+    assert stored.delivery.attempts == 3
+
+
+async def test_several_dispatchers_never_send_twice(
+    container: Container, settings: Settings, clock: FixedClock
+) -> None:
+    someone = await customer(container)
+    for n in range(12):
+        await container.delivery.enqueue(someone, f"message {n}", kind="reply")
+    # Four dispatchers, as if in four processes, each with its own identity.
+    senders = [RecordingSender(delay=0.01) for _ in range(4)]
+    dispatchers = []
+    for sender in senders:
+        dispatcher = DeliveryService(container.repos, container.metrics, clock)
+        dispatcher.register(Channel.TELEGRAM, sender)
+        dispatchers.append(dispatcher)
+    await asyncio.gather(*(d.drain() for d in dispatchers))
+    sent = [m.id for s in senders for m in s.sent]
+    assert len(sent) == 12
+    assert len(set(sent)) == 12
+    assert sum(1 for s in senders if s.sent) > 1  # the work really was shared
+
+
+async def test_a_message_for_an_erased_customer_is_not_sent(
+    container: Container, sender: RecordingSender
+) -> None:
+    someone = await customer(container)
+    message = await container.delivery.enqueue(someone, "hi", kind="reply")
+    await container.repos.customers.delete(someone.id)
+    await container.delivery.drain()
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.UNDELIVERABLE
+    assert sender.sent == []

@@ -1,0 +1,253 @@
+"""The whole feedback dialogue through the services, against the real database."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bot.app import Container
+from bot.config import Settings
+from bot.domain.flow import Command
+from bot.domain.models import Attachment, Channel, ConsentPurpose, TicketStatus
+from bot.domain.privacy import NOTICE_VERSION, conversation_key, text_hash
+from tests.services.chat import Chat
+from tests.support import FixedClock, RecordingSender
+
+REFERENCE = re.compile(r"FB-\d{4}-\d{6}")
+
+
+async def test_c3_1_3_happy_path_in_english_files_and_acknowledges(
+    container: Container, sender: RecordingSender
+) -> None:
+    chat = Chat(container, "1001", locale="en-US")
+    replies = await chat.command(Command.START)
+    assert "privacy notice" in replies[0].text
+    assert [o.label for o in replies[0].options] == ["I agree", "I do not agree"]
+    assert [c.value for c in replies[0].controls] == ["cmd:cancel", "cmd:help"]
+    await chat.happy_path()
+    assert chat.last == []  # the acknowledgement goes out through delivery, not as a prompt
+
+    await container.delivery.drain()
+    (ack,) = sender.sent
+    assert ack.kind == "ack"
+    reference = REFERENCE.search(ack.text)
+    assert reference is not None
+    # Filed Mon 2 Mar 2026 10:00 Shanghai; 3 working days later is Thu 5 Mar.
+    assert "March 5, 2026" in ack.text
+    assert "3 working days" in ack.text
+
+    ticket = await container.repos.tickets.by_reference(reference.group())
+    assert ticket is not None
+    assert ticket.status is TicketStatus.ACKNOWLEDGED
+    assert ticket.category.value == "logistics"
+    assert ticket.rating == 2
+    assert ticket.text == "The parcel arrived two days late."
+    assert ticket.locale == "en"
+    assert [e.to_status for e in ticket.events if e.kind == "status"] == [TicketStatus.ACKNOWLEDGED]
+
+
+async def test_c3_1_3_happy_path_in_chinese(container: Container, sender: RecordingSender) -> None:
+    chat = Chat(container, "2002", locale="zh-hans")
+    replies = await chat.command(Command.START)
+    assert "隐私告知" in replies[0].text
+    await chat.happy_path("快递晚到了两天，包装也破了。")  # noqa: RUF001 - Chinese punctuation
+    await container.delivery.drain()
+    (ack,) = sender.sent
+    assert "感谢您的反馈" in ack.text
+    assert "2026年3月5日" in ack.text
+    assert REFERENCE.search(ack.text)
+
+
+async def test_c6_2_consents_are_recorded_with_version_and_text_hash(
+    container: Container,
+) -> None:
+    chat = Chat(container, "3003", locale="en")
+    notice = (await chat.command(Command.START))[0].text
+    await chat.choose("yes")
+    await chat.choose("no")  # expanded use: declined (C3.1.7)
+    await chat.choose("yes")
+    customer = await container.repos.customers.find(Channel.TELEGRAM, "3003")
+    assert customer is not None
+    ledger = await container.repos.consents.history(customer.id)
+    assert [(r.purpose, r.granted) for r in ledger] == [
+        (ConsentPurpose.PROCESSING, True),
+        (ConsentPurpose.EXPANDED_USE, False),
+        (ConsentPurpose.LICENCE, True),
+    ]
+    assert all(r.notice_version == NOTICE_VERSION for r in ledger)
+    assert ledger[0].text_hash == text_hash(notice)
+    assert {r.locale for r in ledger} == {"en"}
+
+
+async def test_c6_2_declining_the_notice_keeps_nothing_but_a_count(
+    container: Container, clock: FixedClock
+) -> None:
+    chat = Chat(container, "4004", locale="en")
+    await chat.command(Command.START)
+    replies = await chat.choose("no")
+    assert "kept nothing about you" in replies[0].text
+    repos = container.repos
+    assert await repos.customers.collection.count_documents({}) == 0
+    assert await repos.consents.collection.count_documents({}) == 0
+    assert await repos.conversations.collection.count_documents({}) == 0
+    assert await repos.refusals.count(container.tickets.calendar.local_date(clock())) == 1
+    refusal = await repos.refusals.collection.find_one({})
+    assert refusal is not None
+    assert set(refusal) == {"_id", "day", "channel"}
+
+
+async def test_every_validation_error_is_explained_and_reasked(container: Container) -> None:
+    chat = Chat(container, "5005", locale="en")
+    await chat.command(Command.START)
+    await chat.text("whatever")
+    assert chat.error == "Please choose one of the options."
+    for value in ("yes", "yes", "yes"):
+        await chat.choose(value)
+    await chat.choose("not-a-category")
+    assert chat.step == "category"
+    assert chat.error
+    await chat.choose("price")
+    await chat.text("11")
+    assert chat.error == "Please choose a rating from 1 to 5."
+    await chat.text("4")
+    await chat.text("meh")
+    assert chat.error == "That is too short: please write at least 5 characters."
+    await chat.text("x" * 4001)
+    assert chat.error == "That is too long: please keep it to 4000 characters (this one has 4001)."
+    await chat.file(Attachment(kind="photo", file_ref="p1"))
+    assert chat.error == "Please write your feedback as a text message."
+    await chat.text("Prices went up again.")
+    await chat.text("hello")
+    assert chat.error == "Please send a photo or a file, or choose Done."
+    await chat.choose("done")
+    await chat.text("call me maybe")
+    assert chat.error is not None
+    assert "e-mail address or a phone number" in chat.error
+    await chat.text("13800138000")
+    assert chat.step == "summary"
+    assert "13800138000" in chat.last[-1].text
+
+
+async def test_back_and_edit(container: Container, sender: RecordingSender) -> None:
+    chat = Chat(container, "6006", locale="en")
+    await chat.command(Command.START)
+    for value in ("yes", "yes", "yes", "price", "1"):
+        await chat.choose(value)
+    await chat.command(Command.BACK)
+    assert chat.step == "rating"
+    await chat.choose("2")
+    await chat.text("Too expensive for what it is.")
+    await chat.choose("done")
+    await chat.text("li@example.cn")
+    await chat.choose("edit:category")
+    assert chat.step == "category"
+    await chat.choose("product_quality")
+    assert chat.step == "summary"
+    assert "Product quality" in chat.last[-1].text
+    await chat.choose("submit")
+    await container.delivery.drain()
+    ticket = await container.repos.tickets.collection.find_one({})
+    assert ticket is not None
+    assert ticket["category"] == "product_quality"
+    assert ticket["rating"] == 2
+    customer = await container.repos.customers.find(Channel.TELEGRAM, "6006")
+    assert customer is not None
+    assert customer.email == "li@example.cn"  # C6.1: only because they chose to give it
+
+
+async def test_cancel_files_nothing(container: Container) -> None:
+    chat = Chat(container, "7007", locale="en")
+    await chat.command(Command.START)
+    for value in ("yes", "yes", "yes", "price"):
+        await chat.choose(value)
+    replies = await chat.command(Command.CANCEL)
+    assert "Nothing was sent" in replies[0].text
+    assert await container.repos.tickets.collection.count_documents({}) == 0
+    # Starting again skips the consents already given under this notice version.
+    replies = await chat.command(Command.START)
+    assert chat.step == "category"
+
+
+async def test_a_flow_resumes_after_a_restart(
+    container: Container, settings: Settings, mongo_uri: str, clock: FixedClock
+) -> None:
+    chat = Chat(container, "8008", locale="en")
+    await chat.command(Command.START)
+    for value in ("yes", "no", "yes", "after_sales", "3"):
+        await chat.choose(value)
+    assert chat.step == "text"
+    await container.close()
+
+    # A new process: new clients and services over the same database.
+    restarted = Container.build(settings, mongo_uri, clock=clock)
+    sender = RecordingSender()
+    restarted.delivery.register(Channel.TELEGRAM, sender)
+    try:
+        chat = Chat(restarted, "8008", locale="en")
+        await chat.text("The repair took three weeks.")
+        assert chat.step == "attachments"
+        await chat.choose("done")
+        await chat.choose("skip")
+        assert "After-sales service" in chat.last[-1].text
+        await chat.choose("submit")
+        await restarted.delivery.drain()
+        assert len(sender.sent) == 1
+        ticket = await restarted.repos.tickets.collection.find_one({})
+        assert ticket is not None
+        assert ticket["expanded_use"] is False
+    finally:
+        await restarted.close()
+
+
+async def test_status_and_messages_after_filing(
+    container: Container, sender: RecordingSender
+) -> None:
+    chat = Chat(container, "9009", locale="en")
+    replies = await container.dialogue.status(Channel.TELEGRAM, "9009", "en")
+    assert "not sent us any feedback" in replies[0].text
+    await chat.happy_path()
+    replies = await container.dialogue.status(Channel.TELEGRAM, "9009", "en")
+    assert REFERENCE.search(replies[0].text)
+    assert "Delivery and logistics" in replies[0].text
+    assert "acknowledged" in replies[0].text
+
+    # Free text after a ticket exists is added to it, not the start of a new flow.
+    replies = await chat.text("Also, the courier was rude.")
+    assert "Added to your feedback" in replies[0].text
+    ticket = await container.repos.tickets.collection.find_one({})
+    assert ticket is not None
+    messages = await container.repos.messages.for_ticket(ticket["_id"])
+    inbound = [m for m in messages if m.direction.value == "in"]
+    assert [m.text for m in inbound] == ["Also, the courier was rude."]
+
+
+async def test_language_can_change_mid_flow(container: Container) -> None:
+    chat = Chat(container, "1111", locale="en")
+    await chat.command(Command.START)
+    await chat.choose("yes")
+    replies = await container.dialogue.set_language(Channel.TELEGRAM, "1111", "zh_CN")
+    assert replies[0].text == "语言已切换为中文。"
+    assert replies[1].step == "expanded_use"
+    assert "市场分析" in replies[1].text
+    replies = await chat.choose("no")
+    assert "许可" in replies[0].text
+
+
+async def test_one_ticket_per_flow_even_if_the_submit_is_retried(container: Container) -> None:
+    chat = Chat(container, "1212", locale="en")
+    await chat.happy_path()
+    key = conversation_key(Channel.TELEGRAM.value, "1212")
+    conversation = await container.repos.conversations.get(key)
+    assert conversation is not None
+    assert conversation.step is None
+    # A submit that is processed again (a retried delivery of the same update)
+    # starts a fresh flow instead of filing twice.
+    await chat.choose("submit")
+    assert await container.repos.tickets.collection.count_documents({}) == 1
+
+
+@pytest.mark.parametrize("locale", ["en", "zh_CN"])
+async def test_help_outside_a_flow(container: Container, locale: str) -> None:
+    replies = await Chat(container, f"h-{locale}", locale=locale).command(Command.HELP)
+    assert "/start" in replies[0].text

@@ -1,0 +1,124 @@
+"""Ticket status changes, complexity, and what the customer is told (C3.1.3, C3.1.5)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.app import Container
+from bot.domain.models import Channel, DeliveryState, TicketStatus, TimelineEvent
+from bot.domain.tickets import InvalidTransition
+from tests.services.chat import Chat
+from tests.support import FixedClock, RecordingSender
+
+
+async def filed(container: Container, user: str = "77", locale: str = "en") -> str:
+    await Chat(container, user, locale=locale).happy_path()
+    await container.delivery.drain()
+    doc = await container.repos.tickets.collection.find_one({})
+    assert doc is not None
+    return str(doc["_id"])
+
+
+async def test_c3_1_5_adopted_reaches_the_customer_with_the_message(
+    container: Container, sender: RecordingSender
+) -> None:
+    ticket_id = await filed(container)
+    await container.tickets.change_status(ticket_id, TicketStatus.IN_PROGRESS, actor="staff-1")
+    ticket = await container.tickets.change_status(
+        ticket_id, TicketStatus.ADOPTED, actor="staff-1", message="We will add tracking links."
+    )
+    await container.delivery.drain()
+    assert ticket.status is TicketStatus.ADOPTED
+    texts = sender.texts()
+    assert texts[1] == f"Update on your feedback {ticket.reference}: in progress."
+    assert "adopted" in texts[2]
+    assert "We will add tracking links." in texts[2]
+    statuses = [e.to_status for e in ticket.events if e.kind == "status"]
+    assert statuses == [TicketStatus.ACKNOWLEDGED, TicketStatus.IN_PROGRESS, TicketStatus.ADOPTED]
+
+
+async def test_c3_1_5_declined_in_chinese(container: Container, sender: RecordingSender) -> None:
+    ticket_id = await filed(container, "78", "zh_CN")
+    await container.tickets.change_status(
+        ticket_id, TicketStatus.DECLINED, actor="staff-1", message="暂不考虑。"
+    )
+    await container.delivery.drain()
+    assert "未采纳" in sender.texts()[-1]
+    assert "暂不考虑。" in sender.texts()[-1]
+
+
+async def test_the_state_machine_refuses_impossible_moves(container: Container) -> None:
+    ticket_id = await filed(container)
+    with pytest.raises(InvalidTransition):
+        await container.tickets.change_status(ticket_id, TicketStatus.RECEIVED, actor="s")
+    await container.tickets.change_status(ticket_id, TicketStatus.RESOLVED, actor="s")
+    await container.tickets.change_status(ticket_id, TicketStatus.CLOSED, actor="s")
+    with pytest.raises(InvalidTransition):
+        await container.tickets.change_status(ticket_id, TicketStatus.ADOPTED, actor="s")
+
+
+async def test_a_stale_status_change_is_refused(container: Container) -> None:
+    ticket_id = await filed(container)
+    stale = await container.tickets.get(ticket_id)
+    await container.tickets.change_status(ticket_id, TicketStatus.IN_PROGRESS, actor="a")
+    event = TimelineEvent(
+        kind="status", actor="b", from_status=stale.status, to_status=TicketStatus.DECLINED
+    )
+    assert not await container.repos.tickets.transition(ticket_id, stale.status, event)
+    ticket = await container.tickets.get(ticket_id)
+    assert ticket.status is TicketStatus.IN_PROGRESS
+
+
+async def test_c3_1_3_first_response_and_complex_due_dates(
+    container: Container, clock: FixedClock
+) -> None:
+    ticket_id = await filed(container)
+    ticket = await container.tickets.get(ticket_id)
+    assert ticket.first_response_at is None
+    normal_due = ticket.response_due
+    ticket = await container.tickets.set_complex(ticket_id, actor="supervisor")
+    assert ticket.complex
+    # Filed Mon 2 Mar 2026: 10 working days later is Mon 16 Mar, end of day in Shanghai.
+    assert container.tickets.calendar.local_date(ticket.response_due).isoformat() == "2026-03-16"
+    assert ticket.response_due > normal_due
+    clock.advance(hours=5)
+    await container.tickets.staff_reply(ticket_id, staff_id="agent-1", text="Looking into it.")
+    ticket = await container.tickets.get(ticket_id)
+    assert ticket.first_response_at == clock()
+
+
+async def test_overdue_tickets_are_listed(container: Container, clock: FixedClock) -> None:
+    ticket_id = await filed(container)
+    ticket = await container.tickets.get(ticket_id)
+    assert await container.repos.tickets.overdue(clock()) == []
+    overdue = await container.repos.tickets.overdue(ticket.response_due + timedelta(seconds=1))
+    assert [t.id for t in overdue] == [ticket_id]
+
+
+async def test_a_customer_reply_wakes_a_waiting_ticket(
+    container: Container, sender: RecordingSender
+) -> None:
+    ticket_id = await filed(container)
+    await container.tickets.change_status(
+        ticket_id, TicketStatus.WAITING_FOR_CUSTOMER, actor="s", message="Which order was it?"
+    )
+    await Chat(container, "77", locale="en").text("Order 1234, thank you.")
+    ticket = await container.tickets.get(ticket_id)
+    assert ticket.status is TicketStatus.IN_PROGRESS
+
+
+async def test_staff_reply_is_delivered_and_tracked(
+    container: Container, sender: RecordingSender
+) -> None:
+    ticket_id = await filed(container)
+    message = await container.tickets.staff_reply(
+        ticket_id, staff_id="agent-1", text="Sorry! <b>Refund</b> is on its way."
+    )
+    await container.delivery.drain()
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.SENT
+    assert stored.channel is Channel.TELEGRAM
+    assert "Sorry! <b>Refund</b> is on its way." in sender.texts()[-1]

@@ -1,0 +1,97 @@
+"""Every user-facing string is in both catalogs, translated, with the same placeholders."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from bot.config import ROOT
+from bot.domain.text import Text, Verbatim
+from bot.i18n import SUPPORTED, I18n
+
+LOCALES = ROOT / "locales"
+
+
+def catalog(locale: str) -> dict[str, str]:
+    with (LOCALES / locale / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        return {m.id: m.string for m in read_po(f) if m.id}  # type: ignore[misc]
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def source_msgids() -> set[str]:
+    found = extract_from_dir(
+        str(ROOT / "bot"),
+        method_map=[("**.py", "python")],
+        keywords={"N_": None, "_": None},
+    )
+    return {str(msgid) for _, _, msgid, _, _ in found}
+
+
+@pytest.mark.parametrize("locale", SUPPORTED)
+def test_every_msgid_is_translated_with_the_same_placeholders(locale: str) -> None:
+    entries = catalog(locale)
+    missing = [msgid for msgid, msgstr in entries.items() if not msgstr]
+    assert missing == []
+    mismatched = [
+        msgid for msgid, msgstr in entries.items() if placeholders(msgid) != placeholders(msgstr)
+    ]
+    assert mismatched == []
+
+
+@pytest.mark.parametrize("locale", SUPPORTED)
+def test_every_string_in_the_code_is_in_the_catalog(locale: str) -> None:
+    # A new N_() string without a catalog entry would be shown untranslated.
+    assert source_msgids() - set(catalog(locale)) == set()
+
+
+def test_the_template_is_up_to_date() -> None:
+    with (LOCALES / "messages.pot").open("rb") as f:
+        template = {m.id for m in read_po(f) if m.id}
+    assert template == source_msgids(), "run `make catalogs`"
+
+
+def test_chinese_is_really_chinese() -> None:
+    zh = catalog("zh_CN")
+
+    def words(text: str) -> str:  # what is left when the placeholders are taken out
+        return "".join(literal for literal, *_ in string.Formatter().parse(text))
+
+    untranslated = [
+        msgid
+        for msgid, msgstr in zh.items()
+        if msgid == msgstr and any(c.isalpha() for c in words(msgid))
+    ]
+    assert untranslated == []
+
+
+def test_negotiation_and_rendering() -> None:
+    i18n = I18n(LOCALES, "zh_CN")
+    assert i18n.negotiate("en-US,en;q=0.9") == "en"
+    assert i18n.negotiate("zh-Hant-TW") == "zh_CN"
+    assert i18n.negotiate("fr-FR") == "zh_CN"
+    assert i18n.negotiate(None) == "zh_CN"
+    assert i18n.negotiate("$where") == "zh_CN"
+    # Customer text inside a message is never interpreted as a template.
+    rendered = i18n.render(
+        "en",
+        Text(
+            "Reply from our team about {reference}:\n\n{message}",
+            {
+                "reference": "FB-2026-000001",
+                "message": Verbatim("{reference} <script>"),
+            },
+        ),
+    )
+    assert rendered.endswith("{reference} <script>")
+
+
+def test_catalog_files_exist_for_every_supported_locale() -> None:
+    for locale in SUPPORTED:
+        assert Path(LOCALES / locale / "LC_MESSAGES" / "messages.po").is_file()
