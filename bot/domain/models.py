@@ -142,6 +142,7 @@ class Ticket(Model):
     first_response_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
     events: list[TimelineEvent] = Field(default_factory=list)
+    telegram_topic_id: int | None = None  # the staff forum topic, where one is used
 
 
 class Direction(StrEnum):
@@ -229,6 +230,7 @@ class Conversation(Model):
     editing: bool = False  # an answer is being edited from the summary
     customer_id: str | None = None  # set once processing consent is given
     version: int = 0  # optimistic concurrency: two devices, one dialogue
+    last_input: str | None = None  # idempotency key of the input that made this version
     updated_at: datetime = Field(default_factory=utcnow)
 
 

@@ -46,6 +46,9 @@ class Sent:
 class RetryLater:
     error: str
     after_seconds: float | None = None  # the channel said when (Telegram's retry_after)
+    # The channel asked us to slow down (HTTP 429): nothing is wrong with the message, so
+    # the wait does not use up one of its attempts and a long storm loses nothing.
+    throttled: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ class DeliveryService:
         channel = message.channel.value
         now = self.clock()
         attempts = message.delivery.attempts + 1
+        if isinstance(result, RetryLater) and result.throttled:
+            attempts = message.delivery.attempts
         if isinstance(result, Sent):
             await self.repos.messages.mark_sent(message.id, attempts=attempts, at=now)
             self.metrics.deliveries.labels(channel, "sent").inc()

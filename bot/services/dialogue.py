@@ -123,6 +123,15 @@ class DialogueService:
             return [self._say(locale, Text(NO_TICKETS))]
         return [self._say(locale, await self.tickets.status_report(customer))]
 
+    async def say(
+        self, channel: Channel, external_id: str, text: Text, locale_hint: str | None = None
+    ) -> Rendered:
+        """Render a fixed message in this customer's language (for channel notices)."""
+        customer = await self.repos.customers.find(channel, external_id)
+        if customer is not None:
+            return self._say(customer.locale, text)
+        return self._say((await self._conversation(channel, external_id, locale_hint)).locale, text)
+
     # ------------------------------------------------------------ internals
 
     async def _conversation(
@@ -157,6 +166,14 @@ class DialogueService:
         customer = await self.repos.customers.find(channel, external_id)
         locale = conversation.locale
 
+        if idempotency_key is not None and conversation.last_input == idempotency_key:
+            # The same input delivered again (a channel retrying after a failure): it was
+            # applied once already, so only show where the customer is now.
+            if conversation.step is None:
+                return []
+            step = flow.STEPS[conversation.step]
+            return [self._render_prompt(locale, flow.prompt_for(step, conversation, self.config))]
+
         if conversation.step is None and inp.kind != "command":
             # Outside the flow: words and files go onto the open ticket, if there is one.
             ticket = None if customer is None else await self.repos.tickets.latest_open(customer.id)
@@ -186,7 +203,7 @@ class DialogueService:
         facts = await self._facts(customer)
         transition = flow.handle(conversation, inp, self.config, facts)
         customer = await self._apply(transition, channel, external_id, customer, locale)
-        await self._store(transition, customer)
+        await self._store(transition, customer, idempotency_key)
         return [self._render(locale, reply) for reply in transition.replies]
 
     async def _apply(
@@ -225,8 +242,10 @@ class DialogueService:
                 await self.tickets.file(customer, channel, effect.answers, flow_id=effect.flow_id)
         return customer
 
-    async def _store(self, transition: Transition, customer: Customer | None) -> None:
-        conversation = transition.conversation
+    async def _store(
+        self, transition: Transition, customer: Customer | None, input_key: str | None
+    ) -> None:
+        conversation = transition.conversation.model_copy(update={"last_input": input_key})
         if customer is None and transition.ended:
             # Declined (or cancelled) before agreeing to anything: keep nothing.
             await self.repos.conversations.delete(conversation.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bot.domain.calendar import WorkingCalendar
 from bot.domain.flow import CATEGORY_LABELS
@@ -50,6 +50,19 @@ NO_TICKETS = N_("You have not sent us any feedback yet. Send /start to begin.")
 STATUS_HEADER = N_("Your feedback:")
 
 
+class TicketListener(Protocol):
+    """Another view of the tickets (e.g. a staff forum topic per ticket) that follows changes.
+
+    A listener's failure is logged and never undoes or blocks the change itself.
+    """
+
+    async def ticket_filed(self, ticket: Ticket, customer: Customer) -> None: ...
+
+    async def customer_message(self, ticket: Ticket, message: Message) -> None: ...
+
+    async def staff_message(self, ticket: Ticket, message: Message) -> None: ...
+
+
 class TicketNotFound(LookupError):
     pass
 
@@ -85,6 +98,14 @@ class TicketService:
         self.clock = clock
         self.prefix = reference_prefix
         self.deadlines = deadlines
+        self.listeners: list[TicketListener] = []
+
+    async def _notify(self, event: str, *args: object) -> None:
+        for listener in self.listeners:
+            try:
+                await getattr(listener, event)(*args)
+            except Exception:  # another view failing must not fail the ticket
+                log.exception("ticket listener failed", extra={"event": event})
 
     def _format_due(self, ticket: Ticket, locale: str) -> str:
         return self.i18n.format_date(locale, self.calendar.local_date(ticket.response_due))
@@ -123,10 +144,12 @@ class TicketService:
         if contact:
             await self.repos.customers.update_fields(customer.id, **contact)
         await self._acknowledge(customer, ticket)
+        ticket = await self.get(ticket.id)
         if inserted.created:
             self.metrics.tickets_filed.labels(channel.value, ticket.category.value).inc()
             log.info("ticket filed", extra={"ticket_id": ticket.id, "channel": channel.value})
-        return await self.get(ticket.id)
+            await self._notify("ticket_filed", ticket, customer)
+        return ticket
 
     async def _acknowledge(self, customer: Customer, ticket: Ticket) -> None:
         text = self.i18n.render(
@@ -212,7 +235,9 @@ class TicketService:
         await self.repos.tickets.add_event(ticket.id, event, complex=complex_, response_due=due)
         return await self.get(ticket.id)
 
-    async def staff_reply(self, ticket_id: str, *, staff_id: str, text: str) -> Message:
+    async def staff_reply(
+        self, ticket_id: str, *, staff_id: str, text: str, idempotency_key: str | None = None
+    ) -> Message:
         ticket = await self.get(ticket_id)
         customer = await self._customer(ticket)
         if customer is None:
@@ -224,14 +249,26 @@ class TicketService:
             customer.locale,
             Text(STAFF_REPLY, {"reference": ticket.reference, "message": Verbatim(text)}),
         )
-        return await self.delivery.enqueue(
+        message = await self.delivery.enqueue(
             customer,
             rendered,
             kind="reply",
             ticket_id=ticket.id,
             author=Author.STAFF,
             staff_id=staff_id,
+            idempotency_key=idempotency_key,
         )
+        await self._notify("staff_message", ticket, message)
+        return message
+
+    async def add_note(self, ticket_id: str, *, staff_id: str, text: str) -> Ticket:
+        """An internal note on the timeline: staff see it, the customer never does."""
+        event = TimelineEvent(at=self.clock(), kind="note", actor=staff_id, detail=text)
+        await self.repos.tickets.add_event(ticket_id, event)
+        return await self.get(ticket_id)
+
+    async def by_telegram_topic(self, topic_id: int) -> Ticket | None:
+        return await self.repos.tickets.by_telegram_topic(topic_id)
 
     async def add_customer_message(
         self,
@@ -265,6 +302,8 @@ class TicketService:
                 to_status=TicketStatus.IN_PROGRESS,
             )
             await self.repos.tickets.transition(ticket.id, ticket.status, event)
+        if stored.created:
+            await self._notify("customer_message", ticket, stored.item)
         return stored.item
 
     async def status_report(self, customer: Customer) -> Text:

@@ -9,6 +9,7 @@ from bot.storage.consents import ConsentRepository
 from bot.storage.conversations import ConversationRepository
 from bot.storage.customers import CustomerRepository
 from bot.storage.database import Database, DatabaseUnavailable, Repository
+from bot.storage.inbound import InboundEventRepository
 from bot.storage.locks import LockRepository
 from bot.storage.messages import MessageRepository
 from bot.storage.refusals import RefusalRepository
@@ -26,6 +27,7 @@ class Repositories:
     staff: StaffRepository
     audit: AuditRepository
     refusals: RefusalRepository
+    inbound: InboundEventRepository
     locks: LockRepository
 
     @classmethod
@@ -41,6 +43,7 @@ class Repositories:
             staff=StaffRepository(db),
             audit=AuditRepository(db),
             refusals=RefusalRepository(db),
+            inbound=InboundEventRepository(db),
             locks=locks,
         )
 

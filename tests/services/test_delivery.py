@@ -75,6 +75,22 @@ async def test_too_many_attempts_end_as_undeliverable(
     assert stored.delivery.attempts == 3
 
 
+async def test_a_long_rate_limit_storm_uses_up_no_attempts(
+    container: Container, clock: FixedClock, sender: RecordingSender
+) -> None:
+    container.delivery.max_attempts = 3
+    sender.results = [RetryLater("429", after_seconds=1, throttled=True)] * 10
+    message = await container.delivery.enqueue(await customer(container), "hi", kind="reply")
+    for _ in range(11):
+        await container.delivery.drain()
+        clock.advance(seconds=2)
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.SENT
+    assert stored.delivery.attempts == 1
+    assert [m.id for m in sender.sent] == [message.id]
+
+
 async def test_several_dispatchers_never_send_twice(
     container: Container, settings: Settings, clock: FixedClock
 ) -> None:

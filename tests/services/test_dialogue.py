@@ -8,7 +8,7 @@ import pytest
 
 from bot.app import Container
 from bot.config import Settings
-from bot.domain.flow import Command
+from bot.domain.flow import Command, Input
 from bot.domain.models import Attachment, Channel, ConsentPurpose, TicketStatus
 from bot.domain.privacy import NOTICE_VERSION, conversation_key, text_hash
 from tests.services.chat import Chat
@@ -51,7 +51,7 @@ async def test_c3_1_3_happy_path_in_chinese(container: Container, sender: Record
     chat = Chat(container, "2002", locale="zh-hans")
     replies = await chat.command(Command.START)
     assert "隐私告知" in replies[0].text
-    await chat.happy_path("快递晚到了两天，包装也破了。")  # noqa: RUF001 - Chinese punctuation
+    await chat.happy_path("快递晚到了两天，包装也破了。")
     await container.delivery.drain()
     (ack,) = sender.sent
     assert "感谢您的反馈" in ack.text
@@ -251,3 +251,26 @@ async def test_one_ticket_per_flow_even_if_the_submit_is_retried(container: Cont
 async def test_help_outside_a_flow(container: Container, locale: str) -> None:
     replies = await Chat(container, f"h-{locale}", locale=locale).command(Command.HELP)
     assert "/start" in replies[0].text
+
+
+async def test_an_input_delivered_twice_is_applied_once(container: Container) -> None:
+    """A channel may deliver the same input again after a failure; it must not answer twice."""
+    chat = Chat(container, "3003", locale="en")
+    await chat.command(Command.START)
+    for value in ("yes", "yes", "yes", "logistics"):
+        await chat.choose(value)
+    assert chat.step == "rating"
+    dialogue = container.dialogue
+    first = await dialogue.handle(
+        Channel.TELEGRAM, "3003", Input.choice("4"), idempotency_key="update-7"
+    )
+    assert first[-1].step == "text"
+    again = await dialogue.handle(
+        Channel.TELEGRAM, "3003", Input.text("4"), idempotency_key="update-7"
+    )
+    assert [r.step for r in again] == ["text"]  # the current question, shown again
+    conversation = await container.repos.conversations.get(conversation_key("telegram", "3003"))
+    assert conversation is not None
+    assert conversation.step == "text"
+    assert conversation.answers["rating"] == 4
+    assert "text" not in conversation.answers
