@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.channels.telegram import TelegramChannel
 from bot.config import Settings
 from bot.domain.calendar import WorkingCalendar
 from bot.domain.flow import FlowConfig
@@ -45,6 +46,7 @@ class Container:
     tickets: TicketService
     dialogue: DialogueService
     metrics: Metrics
+    telegram: TelegramChannel | None = None
     indexes_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -84,7 +86,11 @@ class Container:
             retention_days=settings.retention_closed_ticket_days,
         )
         dialogue = DialogueService(repos, tickets, i18n, metrics, clock, flow_config)
+        telegram = None
+        if settings.telegram_token is not None:
+            telegram = TelegramChannel(settings, repos, dialogue, tickets, delivery, i18n)
         return cls(
+            telegram=telegram,
             settings=settings,
             database=database,
             repos=repos,
@@ -111,7 +117,21 @@ class Container:
                 log.info("indexes ready")
                 return
 
+    async def run_channels(self, retry_seconds: float = 5.0) -> None:
+        """Start the channels once the database is ready; retry while Telegram is unreachable."""
+        await self.indexes_ready.wait()
+        while self.telegram is not None:
+            try:
+                await self.telegram.start()
+            except Exception:  # network, bad token: log, keep the rest of the service up
+                log.exception("telegram channel failed to start; retrying")
+                await asyncio.sleep(retry_seconds)
+            else:
+                return
+
     async def close(self) -> None:
+        if self.telegram is not None:
+            await self.telegram.stop()
         await self.database.close()
 
 
@@ -159,11 +179,14 @@ def build_app(container: Container) -> web.Application:
     app[CONTAINER] = container
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    if container.telegram is not None:
+        container.telegram.register_webhook(app)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         tasks = [
             asyncio.create_task(container.ensure_indexes_until_ready()),
             asyncio.create_task(container.delivery.run()),
+            asyncio.create_task(container.run_channels()),
         ]
         yield
         for task in tasks:

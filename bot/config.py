@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +95,39 @@ class Settings(BaseSettings):
         default=12, ge=1, description="Attempts before a message is marked undeliverable."
     )
 
+    # Telegram (issue: Telegram channel). No token: the channel is off.
+    telegram_token: SecretStr | None = Field(
+        default=None, description="Bot token from @BotFather. Unset: no Telegram channel."
+    )
+    telegram_api_base: str | None = Field(
+        default=None,
+        description="Bot API server base URL (a local Bot API server, or the tests' fake).",
+    )
+    telegram_webhook_url: str | None = Field(
+        default=None,
+        description="Public HTTPS base URL: webhook mode at /telegram/webhook. Unset: polling.",
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None, description="Secret token Telegram sends with each webhook call."
+    )
+    telegram_staff_chat_id: int | None = Field(
+        default=None, description="Staff supergroup with forum topics: one topic per ticket."
+    )
+    telegram_note_prefix: str = Field(
+        default="//",
+        min_length=1,
+        description="Staff messages in a topic starting with it stay notes.",
+    )
+    telegram_polling_timeout: int = Field(
+        default=10, ge=0, le=50, description="Long-polling timeout (seconds)."
+    )
+    telegram_flood_messages: int = Field(
+        default=20, ge=1, description="Messages a user may send per flood window before a pause."
+    )
+    telegram_flood_seconds: float = Field(
+        default=10.0, gt=0, description="The flood window (seconds)."
+    )
+
     @field_validator("mongodb_uri")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
@@ -105,6 +138,12 @@ class Settings(BaseSettings):
     def _known_timezone(cls, value: str) -> str:
         ZoneInfo(value)  # raises for an unknown zone: fail at start, not at the first ticket
         return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_a_secret(self) -> Settings:
+        if self.telegram_webhook_url and not self.telegram_webhook_secret:
+            raise ValueError("BOT_TELEGRAM_WEBHOOK_URL needs BOT_TELEGRAM_WEBHOOK_SECRET")
+        return self
 
     @property
     def locales_dir(self) -> Path:

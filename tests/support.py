@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from bot.domain.models import Customer, Message
 from bot.services.delivery import SendResult, Sent
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -41,3 +45,18 @@ class RecordingSender:
 
     def texts(self) -> list[str]:
         return [m.text for m in self.sent]
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    what: str,
+    timeout: float = 15.0,  # noqa: ASYNC109 - the one knob a test needs, with a clear error
+) -> T:
+    """Poll `check` until it returns something other than None (database state has no events)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while (result := await check()) is None:  # noqa: ASYNC110 - no change events
+                await asyncio.sleep(0.02)
+            return result
+    except TimeoutError:
+        raise AssertionError(f"waited {timeout}s for {what}") from None

@@ -1,0 +1,145 @@
+"""The Telegram channel: aiogram 3, long polling by default, webhook when configured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import User
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from bot.channels.telegram import commands, dialogue
+from bot.channels.telegram.commands import set_menu
+from bot.channels.telegram.middlewares import FloodControl, OncePerUpdate
+from bot.channels.telegram.render import show
+from bot.channels.telegram.sender import RateLimiter, TelegramSender
+from bot.channels.telegram.staff import StaffTopics, staff_router
+from bot.config import Settings
+from bot.domain.models import Channel
+from bot.domain.text import N_, Text
+from bot.i18n import I18n
+from bot.services.delivery import DeliveryService
+from bot.services.dialogue import DialogueService
+from bot.services.tickets import TicketService
+from bot.storage import Repositories
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SLOW_DOWN = N_("You are sending messages very quickly. Please wait a few seconds, then go on.")
+
+
+def get_routers(staff_chat_id: int | None) -> list[Router]:
+    """In this order: commands first, then the staff group, then the private dialogue."""
+    routers = [commands.build_router()]
+    if staff_chat_id is not None:
+        routers.append(staff_router(staff_chat_id))
+    routers.append(dialogue.build_router())
+    return routers
+
+
+class TelegramChannel:
+    def __init__(
+        self,
+        settings: Settings,
+        repos: Repositories,
+        dialogue_service: DialogueService,
+        tickets: TicketService,
+        delivery: DeliveryService,
+        i18n: I18n,
+    ) -> None:
+        assert settings.telegram_token is not None  # noqa: S101 - built only when configured
+        self.settings = settings
+        self.i18n = i18n
+        api = settings.telegram_api_base
+        session = AiohttpSession(api=TelegramAPIServer.from_base(api)) if api else AiohttpSession()
+        self.bot = Bot(settings.telegram_token.get_secret_value(), session=session)
+        self.limiter = RateLimiter()
+        self.dispatcher = Dispatcher()
+        self.dispatcher["dialogue"] = dialogue_service
+        self.dispatcher["tickets"] = tickets
+        self.staff_topics: StaffTopics | None = None
+        if settings.telegram_staff_chat_id is not None:
+            self.staff_topics = StaffTopics(
+                self.bot,
+                settings.telegram_staff_chat_id,
+                tickets,
+                i18n,
+                self.limiter,
+                settings.telegram_note_prefix,
+            )
+            tickets.listeners.append(self.staff_topics)
+        self.dispatcher["staff_topics"] = self.staff_topics
+        self.repos = repos
+        self.dialogue = dialogue_service
+        self.dispatcher.message.outer_middleware(
+            FloodControl(
+                settings.telegram_flood_messages, settings.telegram_flood_seconds, self._slow_down
+            )
+        )
+        self.dispatcher.include_routers(*get_routers(settings.telegram_staff_chat_id))
+        delivery.register(Channel.TELEGRAM, TelegramSender(self.bot, self.limiter))
+        self._polling: asyncio.Task[None] | None = None
+
+    async def _slow_down(self, user: User) -> None:
+        reply = await self.dialogue.say(
+            Channel.TELEGRAM, str(user.id), Text(SLOW_DOWN), user.language_code
+        )
+        await show(self.bot, user.id, [reply])
+
+    def register_webhook(self, app: web.Application) -> None:
+        """Mount the webhook route (before the app starts) when a public URL is configured."""
+        secret = self.settings.telegram_webhook_secret
+        if self.settings.telegram_webhook_url and secret is not None:
+            SimpleRequestHandler(
+                self.dispatcher,
+                self.bot,
+                # Answer Telegram only after the update was handled and stored, so a
+                # failure makes Telegram deliver it again instead of losing it.
+                handle_in_background=False,
+                secret_token=secret.get_secret_value(),
+            ).register(app, path=WEBHOOK_PATH)
+
+    async def start(self) -> None:
+        me = await self.bot.get_me()
+        self.dispatcher.update.outer_middleware(
+            OncePerUpdate(self.repos.inbound, self.repos.locks, me.id)
+        )
+        await set_menu(self.bot, self.i18n)
+        allowed = self.dispatcher.resolve_used_update_types()
+        url = self.settings.telegram_webhook_url
+        secret = self.settings.telegram_webhook_secret
+        if url and secret is not None:
+            await self.bot.set_webhook(
+                url.rstrip("/") + WEBHOOK_PATH,
+                secret_token=secret.get_secret_value(),
+                allowed_updates=allowed,
+            )
+            log.info("telegram webhook set")
+            return
+        await self.bot.delete_webhook()
+        self._polling = asyncio.create_task(
+            self.dispatcher.start_polling(
+                self.bot,
+                handle_signals=False,
+                close_bot_session=False,
+                # One update at a time keeps each customer's inputs in order.
+                handle_as_tasks=False,
+                allowed_updates=allowed,
+                polling_timeout=self.settings.telegram_polling_timeout,
+            )
+        )
+        log.info("telegram polling started")
+
+    async def stop(self) -> None:
+        if self._polling is not None:
+            with contextlib.suppress(RuntimeError):
+                await self.dispatcher.stop_polling()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._polling
+        await self.bot.session.close()

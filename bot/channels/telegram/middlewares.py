@@ -1,0 +1,89 @@
+"""Per-update values and guards; no business logic here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update, User
+
+from bot.storage.inbound import InboundEventRepository
+from bot.storage.locks import LockRepository
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class OncePerUpdate(BaseMiddleware):
+    """Each (bot, update_id) is handled at most once, however often Telegram delivers it.
+
+    The update is marked after it was handled, under a lock while it is being
+    handled, so a crash mid-way lets a re-delivery try again and a concurrent
+    duplicate is dropped. Handlers get `event_key` as the idempotency key of
+    anything they store.
+    """
+
+    def __init__(self, inbound: InboundEventRepository, locks: LockRepository, bot_id: int) -> None:
+        self.inbound = inbound
+        self.locks = locks
+        self.bot_id = bot_id
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
+        key = f"telegram:{self.bot_id}:{event.update_id}"
+        if await self.inbound.seen(key):
+            log.info("duplicate update dropped", extra={"update_id": event.update_id})
+            return None
+        lock = await self.locks.acquire(key, timedelta(minutes=2))
+        if lock is None:
+            return None  # the same update is being handled right now
+        try:
+            if await self.inbound.seen(key):
+                return None
+            data["event_key"] = key
+            result = await handler(event, data)
+            await self.inbound.mark(key)
+            return result
+        finally:
+            await self.locks.release(lock)
+
+
+class FloodControl(BaseMiddleware):
+    """Over `limit` messages in `window` seconds from one user: one friendly notice, then quiet.
+
+    In memory, per process: it protects this process's work, it is not an account limit.
+    """
+
+    def __init__(
+        self, limit: int, window: float, notify: Callable[[User], Awaitable[None]]
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.notify = notify
+        self.recent: dict[int, deque[float]] = {}
+        self.warned: set[int] = set()
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is None:
+            return await handler(event, data)
+        now = time.monotonic()
+        times = self.recent.setdefault(user.id, deque())
+        while times and now - times[0] > self.window:
+            times.popleft()
+        times.append(now)
+        if len(times) > self.limit:
+            if user.id not in self.warned:
+                self.warned.add(user.id)
+                await self.notify(user)
+            return None
+        self.warned.discard(user.id)
+        if len(self.recent) > 50_000:
+            self.recent = {u: t for u, t in self.recent.items() if t and now - t[-1] < self.window}
+        return await handler(event, data)

@@ -1,0 +1,130 @@
+"""Staff handoff inside Telegram: a supergroup with forum topics, one topic per ticket.
+
+The topic opens with a ticket card; the customer's later messages are copied in;
+a staff member's message in the topic is a reply to the customer, unless it
+starts with the note prefix, in which case it stays an internal note. The web
+console and these topics are two views of the same tickets.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, F, Router
+from aiogram.types import Message as TgMessage
+
+from bot.channels.telegram.sender import RateLimiter
+from bot.domain.flow import CATEGORY_LABELS
+from bot.domain.models import Customer, Message, Ticket, TimelineEvent
+from bot.domain.text import N_, Text
+from bot.i18n import I18n
+from bot.services.tickets import TicketService
+
+log = logging.getLogger(__name__)
+
+CARD = N_(
+    "New feedback {reference}\nCategory: {category}\nRating: {rating} of 5\n"
+    "Channel: {channel} · Language: {locale}\nFirst response due: {due}\n\n{text}\n\n"
+    "Reply in this topic to answer the customer; start with {prefix} for an internal note."
+)
+CUSTOMER_SAYS = N_("Customer: {text}")
+STAFF_SAID = N_("Sent to the customer: {text}")
+NOTE_SAVED = N_("Internal note saved; the customer does not see it.")
+
+
+class StaffTopics:
+    """A TicketListener that mirrors tickets into the staff group's forum topics."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        chat_id: int,
+        tickets: TicketService,
+        i18n: I18n,
+        limiter: RateLimiter,
+        note_prefix: str,
+    ) -> None:
+        self.bot = bot
+        self.chat_id = chat_id
+        self.tickets = tickets
+        self.i18n = i18n
+        self.limiter = limiter
+        self.note_prefix = note_prefix
+        self.locale = i18n.default  # the staff group's language
+
+    def t(self, text: Text) -> str:
+        return self.i18n.render(self.locale, text)
+
+    async def _post(self, topic_id: int, text: str) -> None:
+        await self.limiter.wait(self.chat_id)
+        await self.bot.send_message(self.chat_id, text[:4096], message_thread_id=topic_id)
+
+    async def ticket_filed(self, ticket: Ticket, customer: Customer) -> None:
+        name = f"{ticket.reference} · {self.t(Text(CATEGORY_LABELS[ticket.category]))}"
+        await self.limiter.wait(self.chat_id)
+        topic = await self.bot.create_forum_topic(self.chat_id, name[:128])
+        await self.tickets.repos.tickets.add_event(
+            ticket.id,
+            event=TimelineEvent(kind="topic", actor="system", detail=str(topic.message_thread_id)),
+            telegram_topic_id=topic.message_thread_id,
+        )
+        due = self.i18n.format_date(
+            self.locale, self.tickets.calendar.local_date(ticket.response_due)
+        )
+        card = Text(
+            CARD,
+            {
+                "reference": ticket.reference,
+                "category": Text(CATEGORY_LABELS[ticket.category]),
+                "rating": ticket.rating,
+                "channel": ticket.channel.value,
+                "locale": ticket.locale,
+                "due": due,
+                "text": ticket.text,
+                "prefix": self.note_prefix,
+            },
+        )
+        await self._post(topic.message_thread_id, self.t(card))
+
+    async def customer_message(self, ticket: Ticket, message: Message) -> None:
+        current = await self.tickets.get(ticket.id)
+        if current.telegram_topic_id is not None and message.text:
+            text = self.t(Text(CUSTOMER_SAYS, {"text": message.text}))
+            await self._post(current.telegram_topic_id, text)
+
+    async def staff_message(self, ticket: Ticket, message: Message) -> None:
+        # Replies written in the topic are already there; mirror the console's.
+        current = await self.tickets.get(ticket.id)
+        if current.telegram_topic_id is None or (message.staff_id or "").startswith("telegram:"):
+            return
+        await self._post(
+            current.telegram_topic_id, self.t(Text(STAFF_SAID, {"text": message.text}))
+        )
+
+
+def staff_router(chat_id: int) -> Router:
+    router = Router(name="staff")
+    router.message.filter(F.chat.id == chat_id, F.message_thread_id)
+
+    @router.message(F.text)
+    async def in_topic(
+        message: TgMessage, tickets: TicketService, staff_topics: StaffTopics, event_key: str
+    ) -> None:
+        assert message.message_thread_id is not None  # noqa: S101 - the filter guarantees it
+        if message.from_user is None or message.from_user.is_bot:
+            return
+        ticket = await tickets.by_telegram_topic(message.message_thread_id)
+        if ticket is None:
+            return
+        staff_id = f"telegram:{message.from_user.id}"
+        text = message.text or ""
+        if text.startswith(staff_topics.note_prefix):
+            note = text.removeprefix(staff_topics.note_prefix).strip()
+            await tickets.add_note(ticket.id, staff_id=staff_id, text=note)
+            await message.reply(staff_topics.t(Text(NOTE_SAVED)))
+            return
+        await tickets.staff_reply(
+            ticket.id, staff_id=staff_id, text=text, idempotency_key=event_key
+        )
+
+    return router

@@ -1,0 +1,360 @@
+"""The Telegram channel end to end: the real service and a real aiogram Bot, talking HTTP to a
+fake Bot API server that plays Telegram and a scripted customer (Telegram is out of reach)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+
+from bot.config import Settings
+from bot.domain.models import DeliveryState, Direction, Message, TicketStatus
+from tests.channels.telegram import Service, TelegramCustomer, running, telegram_settings
+from tests.fake_telegram import Call, FakeTelegram
+from tests.support import eventually
+
+REFERENCE = re.compile(r"FB-\d{4}-\d{6}")
+STAFF_GROUP = -1001234567890
+STAFF_MEMBER = 777
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+async def service(settings: Settings, fake: FakeTelegram) -> AsyncIterator[Service]:
+    async with running(telegram_settings(settings, fake), fake) as started:
+        yield started
+
+
+def sent_to(chat_id: int, needle: str) -> Callable[[Call], bool]:
+    def match(call: Call) -> bool:
+        return (
+            call.method == "sendMessage"
+            and not call.failed
+            and call.chat_id == chat_id
+            and needle in call.params.get("text", "")
+        )
+
+    match.__name__ = f"sendMessage to {chat_id} containing {needle!r}"
+    return match
+
+
+async def settled(fake: FakeTelegram) -> None:
+    """Wait until the bot has fetched and confirmed everything queued (two more long polls)."""
+    before = len(fake.calls_of("getUpdates"))
+    await fake.wait_for("getUpdates", count=before + 2)
+    assert fake.pending_updates == []
+
+
+async def settled_message(service: Service, message_id: str) -> Message:
+    """The outbound message once delivery is done with it (sent or undeliverable)."""
+    messages = service.container.repos.messages
+
+    async def settled() -> Message | None:
+        stored = await messages.get(message_id)
+        return None if stored is None or stored.delivery.state is DeliveryState.PENDING else stored
+
+    return await eventually(settled, f"message {message_id} to be settled", timeout=30)
+
+
+async def messages_of(service: Service, ticket_id: str, direction: Direction) -> list[str]:
+    messages = await service.container.repos.messages.for_ticket(ticket_id)
+    return [m.text for m in messages if m.direction is direction]
+
+
+@pytest.mark.parametrize(
+    ("language_code", "notice", "due_words"),
+    [("en", "privacy notice", "3 working days"), ("zh-hans", "隐私告知", "3 个工作日")],
+)
+async def test_c3_1_3_a_customer_gives_feedback_and_gets_reference_and_due_date(
+    fake: FakeTelegram, service: Service, language_code: str, notice: str, due_words: str
+) -> None:
+    customer = TelegramCustomer(fake, service, 5001, language_code)
+    await customer.command("start")
+    assert notice in customer.texts()[0]
+
+    ticket = await customer.give_feedback("The parcel arrived two days late.")
+    assert ticket.category.value == "logistics"
+    assert ticket.rating == 2
+    assert ticket.text == "The parcel arrived two days late."
+    assert ticket.locale == ("en" if language_code == "en" else "zh_CN")
+
+    container = service.container
+    due = container.i18n.format_date(
+        ticket.locale, container.tickets.calendar.local_date(ticket.response_due)
+    )
+    (ack,) = await fake.wait_for(sent_to(customer.user_id, ticket.reference))
+    assert due in ack.params["text"]
+    assert due_words in ack.params["text"]
+    stored = await container.repos.tickets.get(ticket.id)
+    assert stored is not None
+    assert stored.status is TicketStatus.ACKNOWLEDGED
+
+    # Every button press was answered, and the pressed prompt lost its buttons.
+    assert len(fake.calls_of("answerCallbackQuery")) == 8
+    assert len(fake.calls_of("editMessageReplyMarkup")) == 8
+
+
+async def test_the_command_menu_is_set_in_both_languages(
+    fake: FakeTelegram, service: Service
+) -> None:
+    scope = {"type": "all_private_chats"}
+    zh = fake.commands("zh", scope)
+    en = fake.commands("en", scope)
+    default = fake.commands("", scope)
+    assert zh is not None
+    assert en is not None
+    assert default is not None
+    assert [c["command"] for c in zh] == ["start", "status", "language", "privacy", "help"]
+    assert zh[0]["description"] == "提交反馈"
+    assert en[0]["description"] == "Give feedback"
+    assert default == zh  # the default language of the service is zh_CN
+
+
+async def test_attachments_are_taken_in_the_flow(fake: FakeTelegram, service: Service) -> None:
+    customer = TelegramCustomer(fake, service, 5002)
+    await customer.command("start")
+    for value in ("yes", "no", "yes", "product_quality", "1"):
+        await customer.press(value)
+    await customer.says("The handle broke on the first day.")
+    assert await customer.step() == "attachments"
+    await customer.handled(fake.user_photo(customer.user_id, "photo-1"))
+    await customer.handled(
+        fake.user_document(customer.user_id, "doc-1", "receipt.pdf", "application/pdf")
+    )
+    for value in ("done", "skip", "submit"):
+        await customer.press(value)
+    ticket = await customer.ticket()
+    assert [(a.kind, a.file_ref, a.name) for a in ticket.attachments] == [
+        ("photo", "photo-1", None),
+        ("document", "doc-1", "receipt.pdf"),
+    ]
+    assert ticket.expanded_use is False
+
+
+async def test_a_duplicate_update_changes_nothing(fake: FakeTelegram, service: Service) -> None:
+    customer = TelegramCustomer(fake, service, 5003)
+    await customer.command("start")
+    for value in ("yes", "yes", "yes", "price", "3"):
+        await customer.press(value)
+    words = await customer.says("Too expensive for what it is.")
+    assert await customer.step() == "attachments"
+    replies = len(customer.texts())
+
+    fake.repush(words["update_id"])  # Telegram delivers the same update again
+    await settled(fake)
+    assert await customer.step() == "attachments"
+    assert len(customer.texts()) == replies
+
+    for value in ("done", "skip", "submit"):
+        await customer.press(value)
+    ticket = await customer.ticket()
+    more = await customer.says("And the box was dented.")
+    fake.repush(more["update_id"])
+    await settled(fake)
+    inbound = await messages_of(service, ticket.id, Direction.INBOUND)
+    assert inbound == ["And the box was dented."]
+
+
+async def test_staff_replies_and_status_changes_reach_the_customer(
+    fake: FakeTelegram, service: Service
+) -> None:
+    customer = TelegramCustomer(fake, service, 5004)
+    ticket = await customer.give_feedback("The courier was rude.")
+    tickets = service.container.tickets
+    await tickets.staff_reply(ticket.id, staff_id="agent-1", text="We are sorry; we will check.")
+    await fake.wait_for(sent_to(customer.user_id, "We are sorry; we will check."))
+    await tickets.change_status(ticket.id, TicketStatus.IN_PROGRESS, actor="agent-1")
+    await fake.wait_for(sent_to(customer.user_id, ticket.reference + ": in progress"))
+
+
+async def test_c3_2_2_a_429_storm_delays_but_loses_nothing(
+    fake: FakeTelegram, service: Service
+) -> None:
+    customer = TelegramCustomer(fake, service, 5005)
+    ticket = await customer.give_feedback("Late again.")
+    await fake.wait_for(sent_to(customer.user_id, ticket.reference))  # the acknowledgement
+    fake.fail_next("sendMessage", error_code=429, retry_after=1, times=5, chat_id=customer.user_id)
+    replies = [f"Reply number {n}." for n in range(1, 4)]
+    sent = [
+        await service.container.tickets.staff_reply(ticket.id, staff_id="agent-1", text=text)
+        for text in replies
+    ]
+    for text in replies:
+        await fake.wait_for(sent_to(customer.user_id, text), timeout=30)
+    assert len([c for c in fake.calls_of("sendMessage") if c.error_code == 429]) == 5
+    for text in replies:  # each delivered exactly once
+        assert sum(text in t for t in customer.texts()) == 1
+    for message in sent:
+        stored = await settled_message(service, message.id)
+        assert stored.delivery.state is DeliveryState.SENT
+        assert stored.delivery.attempts == 1  # waiting out a 429 uses up no attempt
+
+
+async def test_a_blocked_bot_marks_the_message_undeliverable(
+    fake: FakeTelegram, service: Service
+) -> None:
+    customer = TelegramCustomer(fake, service, 5006)
+    ticket = await customer.give_feedback("Wrong size delivered.")
+    await fake.wait_for(sent_to(customer.user_id, ticket.reference))
+    fake.fail_next(
+        "sendMessage",
+        error_code=403,
+        description="Forbidden: bot was blocked by the user",
+        chat_id=customer.user_id,
+    )
+    message = await service.container.tickets.staff_reply(
+        ticket.id, staff_id="agent-1", text="Can you send a photo of the label?"
+    )
+    stored = await settled_message(service, message.id)
+    assert stored.delivery.state is DeliveryState.UNDELIVERABLE
+    assert stored.delivery.attempts == 1
+    assert "403" in (stored.delivery.last_error or "")
+    await asyncio.sleep(1.5)  # a few dispatcher rounds: it is not tried again
+    attempts = [c for c in fake.calls_of("sendMessage") if "label" in c.params.get("text", "")]
+    assert len(attempts) == 1
+
+
+async def test_a_429_on_a_prompt_is_waited_out(fake: FakeTelegram, service: Service) -> None:
+    customer = TelegramCustomer(fake, service, 5007)
+    fake.fail_next("sendMessage", error_code=429, retry_after=1, chat_id=customer.user_id)
+    await customer.command("start")
+    assert await customer.step() == "notice"
+    assert customer.last_prompt().params["reply_markup"]["inline_keyboard"]
+
+
+async def test_a_restart_in_the_middle_of_the_flow_resumes_it(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    configured = telegram_settings(settings, fake)
+    async with running(configured, fake) as first:
+        customer = TelegramCustomer(fake, first, 5008, "zh-hans")
+        await customer.command("start")
+        for value in ("yes", "yes", "yes", "service_quality", "4"):
+            await customer.press(value)
+        assert await customer.step() == "text"
+    async with running(configured, fake) as second:
+        customer.service = second
+        await customer.says("客服很耐心，但是等了很久。")
+        for value in ("done", "skip", "submit"):
+            await customer.press(value)
+        ticket = await customer.ticket()
+        assert ticket.category.value == "service_quality"
+        assert ticket.rating == 4
+        await fake.wait_for(sent_to(customer.user_id, ticket.reference))
+    assert len(fake.calls_of("deleteWebhook")) == 2
+
+
+async def test_stickers_voice_and_locations_get_a_polite_answer(
+    fake: FakeTelegram, service: Service
+) -> None:
+    customer = TelegramCustomer(fake, service, 5009, "zh-hans")
+    await customer.command("start")
+    before = len(customer.texts())
+    await customer.handled(fake.user_sticker(customer.user_id, language_code="zh-hans"))
+    await customer.handled(fake.user_voice(customer.user_id, language_code="zh-hans"))
+    await customer.handled(fake.user_location(customer.user_id, language_code="zh-hans"))
+    answers = customer.texts()[before:]
+    assert len(answers) == 3
+    assert all("贴纸" in a for a in answers)
+    assert await customer.step() == "notice"  # nothing moved
+
+
+async def test_flooding_gets_one_friendly_notice(settings: Settings, fake: FakeTelegram) -> None:
+    configured = telegram_settings(
+        settings, fake, telegram_flood_messages=3, telegram_flood_seconds=60
+    )
+    async with running(configured, fake) as service:
+        customer = TelegramCustomer(fake, service, 5010)
+        for _ in range(6):
+            await customer.command("help")
+        notices = [t for t in customer.texts() if "very quickly" in t]
+        assert len(notices) == 1
+        assert len(customer.texts()) == 4  # three answers, then the notice, then quiet
+
+
+async def test_staff_work_a_ticket_from_a_forum_topic(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    configured = telegram_settings(settings, fake, telegram_staff_chat_id=STAFF_GROUP)
+    async with running(configured, fake) as service:
+        customer = TelegramCustomer(fake, service, 5011)
+        ticket = await customer.give_feedback("The app logs me out every day.")
+        (created,) = await fake.wait_for("createForumTopic")
+        assert created.chat_id == STAFF_GROUP
+        assert ticket.reference in created.params["name"]
+        topic = created.result["message_thread_id"]
+        card = await fake.wait_for(
+            lambda c: c.method == "sendMessage" and c.params.get("message_thread_id") == topic
+        )
+        assert "The app logs me out every day." in card[0].params["text"]
+        stored = await service.container.repos.tickets.get(ticket.id)
+        assert stored is not None
+        assert stored.telegram_topic_id == topic
+
+        # The staff group works in the service's default language (zh_CN here).
+        await customer.says("It happens on Android 14.")
+        await fake.wait_for(sent_to(STAFF_GROUP, "客户：It happens on Android 14."))
+
+        staff = fake.group_text(
+            STAFF_GROUP, STAFF_MEMBER, "Thanks, we found the bug.", message_thread_id=topic
+        )
+        await customer.handled(staff)
+        await fake.wait_for(sent_to(customer.user_id, "Thanks, we found the bug."))
+
+        note = fake.group_text(
+            STAFF_GROUP, STAFF_MEMBER, "// ask the app team for a fix date", message_thread_id=topic
+        )
+        await customer.handled(note)
+        await fake.wait_for(sent_to(STAFF_GROUP, "内部备注已保存"))
+        stored = await service.container.repos.tickets.get(ticket.id)
+        assert stored is not None
+        notes = [e.detail for e in stored.events if e.kind == "note"]
+        assert notes == ["ask the app team for a fix date"]
+        assert not any("fix date" in t for t in customer.texts())
+
+        # A reply from the web console shows up in the topic as well.
+        await service.container.tickets.staff_reply(
+            ticket.id, staff_id="agent-2", text="A fix ships on Monday."
+        )
+        await fake.wait_for(sent_to(customer.user_id, "A fix ships on Monday."))
+        (mirror,) = await fake.wait_for(sent_to(STAFF_GROUP, "A fix ships on Monday."))
+        assert mirror.params["text"].startswith("已发送给客户：")  # exactly what the customer got
+        assert mirror.params["message_thread_id"] == topic
+
+
+async def test_webhook_mode_checks_the_secret_token(settings: Settings, fake: FakeTelegram) -> None:
+    configured = telegram_settings(
+        settings,
+        fake,
+        telegram_webhook_url="https://feedback.example.com/",
+        telegram_webhook_secret="a-long-random-secret",
+    )
+    async with running(configured, fake) as service:
+        (hook,) = fake.calls_of("setWebhook")
+        assert hook.params["url"] == "https://feedback.example.com/telegram/webhook"
+        assert hook.params["secret_token"] == "a-long-random-secret"
+        assert fake.calls_of("getUpdates") == []
+
+        update = fake.user_command(5012, "start", push=False)
+        url = service.url + "/telegram/webhook"
+        async with aiohttp.ClientSession() as http:
+            wrong = {"X-Telegram-Bot-Api-Secret-Token": "guess"}
+            async with http.post(url, json=update, headers=wrong) as response:
+                assert response.status == 401
+            assert fake.sent_texts(5012) == []
+
+            right = {"X-Telegram-Bot-Api-Secret-Token": "a-long-random-secret"}
+            for _ in range(2):  # the second is a duplicate delivery
+                async with http.post(url, json=update, headers=right) as response:
+                    assert response.status == 200
+        texts = fake.sent_texts(5012)
+        assert len(texts) == 1
+        assert "privacy notice" in texts[0]
