@@ -320,6 +320,12 @@ async def test_staff_work_a_ticket_from_a_forum_topic(
         assert notes == ["ask the app team for a fix date"]
         assert not any("fix date" in t for t in customer.texts())
 
+        await customer.handled(fake.user_photo(customer.user_id, "screenshot-1"))
+        (photo,) = await fake.wait_for("sendPhoto")
+        assert photo.chat_id == STAFF_GROUP
+        assert photo.params["photo"] == "screenshot-1"
+        assert photo.params["message_thread_id"] == topic
+
         # A reply from the web console shows up in the topic as well.
         await service.container.tickets.staff_reply(
             ticket.id, staff_id="agent-2", text="A fix ships on Monday."

@@ -15,7 +15,7 @@ from aiogram.types import Message as TgMessage
 
 from bot.channels.telegram.sender import RateLimiter
 from bot.domain.flow import CATEGORY_LABELS
-from bot.domain.models import Customer, Message, Ticket, TimelineEvent
+from bot.domain.models import Attachment, Channel, Customer, Message, Ticket, TimelineEvent
 from bot.domain.text import N_, Text
 from bot.i18n import I18n
 from bot.services.tickets import TicketService
@@ -85,12 +85,35 @@ class StaffTopics:
             },
         )
         await self._post(topic.message_thread_id, self.t(card))
+        await self._files(ticket, topic.message_thread_id, ticket.attachments)
+
+    async def _files(self, ticket: Ticket, topic_id: int, attachments: list[Attachment]) -> None:
+        """Show the customer's photos and files in the topic.
+
+        A Telegram file id works in any chat of the same bot, so nothing is downloaded;
+        files that came from another channel are listed on the ticket in the console.
+        """
+        if ticket.channel is not Channel.TELEGRAM:
+            return
+        for attachment in attachments:
+            await self.limiter.wait(self.chat_id)
+            if attachment.kind == "photo":
+                await self.bot.send_photo(
+                    self.chat_id, attachment.file_ref, message_thread_id=topic_id
+                )
+            else:
+                await self.bot.send_document(
+                    self.chat_id, attachment.file_ref, message_thread_id=topic_id
+                )
 
     async def customer_message(self, ticket: Ticket, message: Message) -> None:
         current = await self.tickets.get(ticket.id)
-        if current.telegram_topic_id is not None and message.text:
+        if current.telegram_topic_id is None:
+            return
+        if message.text:
             text = self.t(Text(CUSTOMER_SAYS, {"text": message.text}))
             await self._post(current.telegram_topic_id, text)
+        await self._files(current, current.telegram_topic_id, message.attachments)
 
     async def staff_message(self, ticket: Ticket, message: Message) -> None:
         # Replies written in the topic are already there; mirror the console's.
