@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.channels.telegram import TelegramChannel
+from bot.channels.widget import WidgetChannel
 from bot.config import Settings
 from bot.domain.calendar import WorkingCalendar
 from bot.domain.flow import FlowConfig
@@ -46,6 +47,7 @@ class Container:
     tickets: TicketService
     dialogue: DialogueService
     metrics: Metrics
+    widget: WidgetChannel
     telegram: TelegramChannel | None = None
     indexes_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -86,10 +88,12 @@ class Container:
             retention_days=settings.retention_closed_ticket_days,
         )
         dialogue = DialogueService(repos, tickets, i18n, metrics, clock, flow_config)
+        widget = WidgetChannel(settings, repos, dialogue, delivery, i18n, metrics)
         telegram = None
         if settings.telegram_token is not None:
             telegram = TelegramChannel(settings, repos, dialogue, tickets, delivery, i18n)
         return cls(
+            widget=widget,
             telegram=telegram,
             settings=settings,
             database=database,
@@ -179,6 +183,7 @@ def build_app(container: Container) -> web.Application:
     app[CONTAINER] = container
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    container.widget.attach(app)
     if container.telegram is not None:
         container.telegram.register_webhook(app)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -127,6 +128,53 @@ class Settings(BaseSettings):
     telegram_flood_seconds: float = Field(
         default=10.0, gt=0, description="The flood window (seconds)."
     )
+
+    # The in-app widget (Socket.IO namespace /widget) and its uploads
+    widget_allowed_origins: str = Field(
+        default="",
+        description="Comma-separated origins of host pages that may embed the widget. "
+        "The service's own origin is always allowed.",
+    )
+    widget_identity_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key the host app signs user ids with. Unset: anonymous only.",
+    )
+    widget_max_payload_bytes: int = Field(
+        default=16384, ge=1024, le=1048576, description="Largest Socket.IO message accepted."
+    )
+    widget_rate_per_connection: str = Field(
+        default="20 per 10 seconds", description="Events one widget connection may send."
+    )
+    widget_rate_per_ip: str = Field(
+        default="120 per minute", description="Events all widget connections from one IP may send."
+    )
+    widget_connects_per_ip: str = Field(
+        default="30 per minute", description="Widget connections one IP may open."
+    )
+    widget_upload_max_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, le=10 * 1024 * 1024, description="Largest upload."
+    )
+    widget_upload_types: str = Field(
+        default="image/jpeg,image/png,image/webp,image/gif,application/pdf",
+        description="Comma-separated file types customers may upload.",
+    )
+    widget_upload_token_seconds: int = Field(
+        default=300, ge=10, le=3600, description="How long an upload token is good for."
+    )
+
+    @field_validator("widget_rate_per_connection", "widget_rate_per_ip", "widget_connects_per_ip")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        limits.parse(value)  # "20 per 10 seconds"; raises on anything else
+        return value
+
+    @property
+    def widget_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.widget_allowed_origins.split(",") if o.strip()]
+
+    @property
+    def upload_types(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.widget_upload_types.split(",") if t.strip())
 
     @field_validator("mongodb_uri")
     @classmethod

@@ -35,6 +35,15 @@ class Metrics:
             ["channel", "outcome"],
             registry=r,
         )
+        self.widget_connections = Gauge(
+            "feedback_widget_connections", "Open widget connections in this process", registry=r
+        )
+        self.widget_events = Counter(
+            "feedback_widget_events_total",
+            "Widget events by name and outcome",
+            ["event", "outcome"],
+            registry=r,
+        )
         self.delivery_seconds = Histogram(
             "feedback_delivery_seconds",
             "From a message being stored to it being sent",

@@ -146,7 +146,8 @@ OWN_PREFIX = "own:"
 
 EMAIL_RE = re.compile(r"^[^@\s<>\"'`]{1,64}@[A-Za-z0-9.-]{1,252}\.[A-Za-z]{2,24}$")
 PHONE_CHARS_RE = re.compile(r"^\+?[0-9 ()\-]{6,24}$")
-CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters, and lone surrogates (not text: they cannot be stored as UTF-8).
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 ERR_CHOOSE = N_("Please choose one of the options.")
 

@@ -123,6 +123,18 @@ class DialogueService:
             return [self._say(locale, Text(NO_TICKETS))]
         return [self._say(locale, await self.tickets.status_report(customer))]
 
+    async def current(
+        self, channel: Channel, external_id: str, locale_hint: str | None = None
+    ) -> tuple[str, Rendered | None]:
+        """The customer's language and the question they are at (None: no flow running)."""
+        conversation = await self._conversation(channel, external_id, locale_hint)
+        customer = await self.repos.customers.find(channel, external_id)
+        locale = customer.locale if customer else conversation.locale
+        if conversation.step is None:
+            return locale, None
+        step = flow.STEPS[conversation.step]
+        return locale, self._render_prompt(locale, flow.prompt_for(step, conversation, self.config))
+
     async def say(
         self, channel: Channel, external_id: str, text: Text, locale_hint: str | None = None
     ) -> Rendered:

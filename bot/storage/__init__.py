@@ -15,6 +15,7 @@ from bot.storage.messages import MessageRepository
 from bot.storage.refusals import RefusalRepository
 from bot.storage.staff import StaffRepository
 from bot.storage.tickets import TicketRepository
+from bot.storage.uploads import UploadRepository, UploadTokenRepository
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Repositories:
     audit: AuditRepository
     refusals: RefusalRepository
     inbound: InboundEventRepository
+    uploads: UploadRepository
+    upload_tokens: UploadTokenRepository
     locks: LockRepository
 
     @classmethod
@@ -44,6 +47,8 @@ class Repositories:
             audit=AuditRepository(db),
             refusals=RefusalRepository(db),
             inbound=InboundEventRepository(db),
+            uploads=UploadRepository(db),
+            upload_tokens=UploadTokenRepository(db),
             locks=locks,
         )
 

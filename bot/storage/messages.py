@@ -39,6 +39,10 @@ class MessageRepository(Repository[Message]):
             key=key,
         )
 
+    async def by_idempotency_key(self, key: str) -> Message | None:
+        doc = await self.collection.find_one({"idempotency_key": key})
+        return None if doc is None else self._load(doc)
+
     async def after_seq(self, customer_id: str, seq: int, limit: int = 500) -> list[Message]:
         cursor = (
             self.collection.find({"customer_id": customer_id, "seq": {"$gt": seq}})

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
-from bot.app import Container, build_app
 from bot.config import Settings
 from bot.domain.models import Channel, Ticket
 from bot.domain.privacy import conversation_key
+from tests.channels.service import Service, serving
 from tests.fake_telegram import Call, FakeTelegram
 from tests.support import eventually
 
@@ -29,30 +26,15 @@ def telegram_settings(settings: Settings, fake: FakeTelegram, **overrides: Any) 
     return Settings(_env_file=None, MONGODB_URI=values.pop("mongodb_uri"), **values)
 
 
-@dataclass
-class Service:
-    container: Container
-    url: str
-
-
 @asynccontextmanager
 async def running(settings: Settings, fake: FakeTelegram) -> AsyncIterator[Service]:
-    """The real aiohttp application with its background tasks, on a free port."""
-    assert settings.mongodb_uri is not None
-    container = Container.build(settings, settings.mongodb_uri)
-    runner = web.AppRunner(build_app(container), shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        started = len(fake.calls_of("setMyCommands"))
+    """The service with its Telegram channel started against the fake."""
+    started = len(fake.calls_of("setMyCommands"))
+    async with serving(settings) as service:
         # set_menu runs right before polling starts or the webhook is set
         await fake.wait_for("setMyCommands", count=started + 3, timeout=20)
         await fake.wait_for(lambda c: c.method in ("getUpdates", "setWebhook"), timeout=20)
-        yield Service(container, f"http://{host}:{port}")
-    finally:
-        await runner.cleanup()
+        yield service
 
 
 class TelegramCustomer:

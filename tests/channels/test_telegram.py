@@ -12,7 +12,8 @@ import pytest
 
 from bot.config import Settings
 from bot.domain.models import DeliveryState, Direction, Message, TicketStatus
-from tests.channels.telegram import Service, TelegramCustomer, running, telegram_settings
+from tests.channels.service import Service
+from tests.channels.telegram import TelegramCustomer, running, telegram_settings
 from tests.fake_telegram import Call, FakeTelegram
 from tests.support import eventually
 

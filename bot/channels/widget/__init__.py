@@ -1,0 +1,455 @@
+"""The in-app chat widget: Socket.IO namespace /widget on the service's aiohttp app.
+
+The protocol is written down in docs/widget-protocol.md. In short: a visitor is
+anonymous (a random id the widget keeps) or a user the host app signed with
+HMAC-SHA256; every input carries a client id and is acknowledged after it is
+stored; python-socketio has no connection state recovery, so the widget passes
+the last message `seq` it showed and the server replays the rest from MongoDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiohttp import web
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from pydantic import ValidationError
+
+from bot.channels.widget.schemas import Empty, LanguageChoice, Typing, WidgetAuth, WidgetInput
+from bot.channels.widget.strings import error, ui_strings
+from bot.channels.widget.uploads import UploadRejected, receive
+from bot.config import ROOT, Settings
+from bot.domain.flow import Command, Input
+from bot.domain.models import Attachment, Channel, Customer, Message
+from bot.domain.privacy import conversation_key
+from bot.i18n import I18n
+from bot.metrics import Metrics
+from bot.services.delivery import DeliveryService, SendResult, Sent
+from bot.services.dialogue import DialogueService, Rendered
+from bot.storage import DatabaseUnavailable, Repositories
+from bot.storage.conversations import ConcurrentUpdate
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/widget"
+HISTORY_PAGE = 100
+UPLOAD_PATH = "/widget/upload"
+WIDGET_DIR = ROOT / "widget"
+COMMANDS = {c.value: c for c in (Command.START, Command.BACK, Command.CANCEL, Command.HELP)}
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    return {
+        "seq": message.seq,
+        "id": message.id,
+        "author": message.author.value,
+        "kind": message.kind,
+        "text": message.text,
+        "at": message.created_at.isoformat(),
+        "attachments": [{"name": a.name, "kind": a.kind} for a in message.attachments],
+    }
+
+
+def prompt_payload(reply: Rendered) -> dict[str, Any]:
+    return {
+        "text": reply.text,
+        "step": reply.step,
+        "input": reply.input_kind,
+        "options": [{"value": o.value, "label": o.label} for o in reply.options],
+        "controls": [{"value": c.value, "label": c.label} for c in reply.controls],
+        "error": reply.error,
+        "hint": reply.hint,
+    }
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who is behind one connection (kept in the socket session)."""
+
+    external_id: str  # "visitor:<id>" or "user:<host app user id>"
+    room: str  # the hashed conversation key: no personal data in room names
+    ip: str
+    locale: str
+
+
+class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
+    """The client gets `connect_error` with `err.data = {"code", "message"}`."""
+
+    def __init__(self, payload: dict[str, str]) -> None:
+        super().__init__(payload["message"], payload)
+
+
+class WidgetSender:
+    """Delivery to the widget: push to every open widget of the customer.
+
+    A customer with no widget open gets the message from the history replay on
+    their next visit, so pushing is all there is to do.
+    """
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self.sio = sio
+
+    async def send(self, message: Message, customer: Customer) -> SendResult:
+        room = conversation_key(Channel.WIDGET.value, customer.external_id)
+        await self.sio.emit("message", message_payload(message), room=room, namespace=NAMESPACE)
+        return Sent()
+
+
+class WidgetChannel:
+    def __init__(
+        self,
+        settings: Settings,
+        repos: Repositories,
+        dialogue: DialogueService,
+        delivery: DeliveryService,
+        i18n: I18n,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.repos = repos
+        self.dialogue = dialogue
+        self.i18n = i18n
+        self.metrics = metrics
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            cors_allowed_origins=self.origin_allowed,
+            max_http_buffer_size=settings.widget_max_payload_bytes,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.sio.register_namespace(WidgetNamespace(self))
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.per_connection: RateLimitItem = parse(settings.widget_rate_per_connection)
+        self.per_ip: RateLimitItem = parse(settings.widget_rate_per_ip)
+        self.connects: RateLimitItem = parse(settings.widget_connects_per_ip)
+        delivery.register(Channel.WIDGET, WidgetSender(self.sio))
+
+    # ---------------------------------------------------------------- HTTP side
+
+    def origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        if not origin:
+            return True  # not a browser, or a same-origin request that sent none
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin.rstrip("/") in (own, *self.settings.widget_origins)
+
+    def _cors(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        own = f"{request.scheme}://{request.host}"
+        if origin and origin != own and origin in self.settings.widget_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Headers"] = "Authorization"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app)
+        app.router.add_get("/widget/strings.json", self.strings)
+        app.router.add_get("/widget/widget.js", self.bundle)
+        app.router.add_get("/widget/widget.js.map", self.bundle_map)
+        app.router.add_get("/demo", self.demo)
+        app.router.add_route("OPTIONS", UPLOAD_PATH, self.preflight)
+        app.router.add_post(UPLOAD_PATH, self.upload)
+
+    async def strings(self, request: web.Request) -> web.StreamResponse:
+        locale = self.i18n.negotiate(
+            request.query.get("locale") or request.headers.get("Accept-Language")
+        )
+        body = {"locale": locale, "strings": ui_strings(self.i18n, locale)}
+        return self._cors(request, web.json_response(body))
+
+    def _static(self, path: Path, content_type: str) -> web.StreamResponse:
+        if not path.is_file():
+            raise web.HTTPServiceUnavailable(text="The widget is not built: run `make setup`.")
+        response = web.FileResponse(path, headers={"Cache-Control": "public, max-age=300"})
+        response.content_type = content_type
+        return response
+
+    async def bundle(self, request: web.Request) -> web.StreamResponse:
+        return self._static(WIDGET_DIR / "dist" / "widget.js", "text/javascript")
+
+    async def bundle_map(self, request: web.Request) -> web.StreamResponse:
+        return self._static(WIDGET_DIR / "dist" / "widget.js.map", "application/json")
+
+    async def demo(self, request: web.Request) -> web.StreamResponse:
+        return self._static(WIDGET_DIR / "demo" / "index.html", "text/html")
+
+    async def preflight(self, request: web.Request) -> web.StreamResponse:
+        return self._cors(request, web.Response(status=204))
+
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        locale = self.i18n.negotiate(request.headers.get("Accept-Language"))
+        try:
+            stored = await receive(
+                request,
+                self.repos,
+                max_bytes=self.settings.widget_upload_max_bytes,
+                types=self.settings.upload_types,
+            )
+        except UploadRejected as exc:
+            self.metrics.widget_events.labels("upload", exc.code).inc()
+            body = {"error": error(self.i18n, locale, exc.code, **exc.params)}
+            return self._cors(request, web.json_response(body, status=exc.status))
+        self.metrics.widget_events.labels("upload", "ok").inc()
+        created = {
+            "upload_id": stored.id,
+            "name": stored.name,
+            "size": stored.size,
+            "mime_type": stored.mime_type,
+        }
+        return self._cors(request, web.json_response(created, status=201))
+
+    # ---------------------------------------------------------------- socket side
+
+    async def allowed(self, visitor: Visitor, sid: str) -> bool:
+        return await self.limiter.hit(self.per_connection, "event", sid) and (
+            await self.limiter.hit(self.per_ip, "event-ip", visitor.ip)
+        )
+
+    async def visitor(self, sid: str) -> Visitor:
+        session = await self.sio.get_session(sid, namespace=NAMESPACE)
+        visitor: Visitor = session["visitor"]
+        return visitor
+
+    async def welcome(self, sid: str, visitor: Visitor, last_seq: int) -> None:
+        """After the handshake: what was missed, then where the dialogue stands."""
+        for _ in range(200):  # the CONNECT packet goes out right after the connect handler
+            if self.sio.manager.is_connected(sid, NAMESPACE):
+                break
+            await asyncio.sleep(0.005)
+        try:
+            customer = await self.repos.customers.find(Channel.WIDGET, visitor.external_id)
+            if customer is not None:
+                after = last_seq
+                while page := await self.repos.messages.after_seq(
+                    customer.id, after, limit=HISTORY_PAGE
+                ):
+                    payload = {"messages": [message_payload(m) for m in page]}
+                    await self.sio.emit("history", payload, to=sid, namespace=NAMESPACE)
+                    after = page[-1].seq
+            await self.emit_state(visitor, to=sid)
+        except DatabaseUnavailable:
+            unavailable = error(self.i18n, visitor.locale, "unavailable")
+            await self.sio.emit("error", unavailable, to=sid, namespace=NAMESPACE)
+
+    async def emit_state(
+        self, visitor: Visitor, *, to: str | None = None, skip: str | None = None
+    ) -> None:
+        locale, prompt = await self.dialogue.current(
+            Channel.WIDGET, visitor.external_id, visitor.locale
+        )
+        state = {"locale": locale, "prompt": prompt_payload(prompt) if prompt else None}
+        target = to or visitor.room
+        await self.sio.emit("state", state, to=target, skip_sid=skip, namespace=NAMESPACE)
+
+    async def to_input(self, data: WidgetInput, visitor: Visitor) -> Input | None:
+        if data.kind == "text":
+            return Input.text(data.value)
+        if data.kind == "choice":
+            return Input.choice(data.value)
+        if data.kind == "command":
+            command = COMMANDS.get(data.value)
+            return None if command is None else Input.command(command)
+        upload = await self.repos.uploads.owned(data.value, visitor.room)
+        if upload is None:
+            return None
+        kind = "photo" if upload.mime_type.startswith("image/") else "document"
+        return Input.file(
+            Attachment(
+                kind=kind,
+                file_ref=f"upload:{upload.id}",
+                name=upload.name,
+                mime_type=upload.mime_type,
+                size=upload.size,
+            )
+        )
+
+
+def _one(args: tuple[Any, ...]) -> Any:
+    """An event's one argument; none or several is a malformed event (it fails validation)."""
+    return args[0] if len(args) == 1 else _MALFORMED
+
+
+_MALFORMED = object()
+
+
+class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """Event handlers: validate, rate-limit, call the services, answer. Nothing else."""
+
+    def __init__(self, channel: WidgetChannel) -> None:
+        super().__init__(NAMESPACE)
+        self.channel = channel
+
+    def _fail(self, visitor: Visitor, event: str, code: str, **params: int | str) -> dict[str, Any]:
+        self.channel.metrics.widget_events.labels(event, code).inc()
+        return {"ok": False, "error": error(self.channel.i18n, visitor.locale, code, **params)}
+
+    def _ok(self, event: str, **body: Any) -> dict[str, Any]:
+        self.channel.metrics.widget_events.labels(event, "ok").inc()
+        return {"ok": True, **body}
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+        channel = self.channel
+        request: web.Request = environ["aiohttp.request"]
+        ip = request.remote or "unknown"
+        hint = auth.get("locale") if isinstance(auth, dict) else None
+        locale = channel.i18n.negotiate(
+            hint if isinstance(hint, str) else request.headers.get("Accept-Language")
+        )
+
+        def refuse(code: str) -> Refused:
+            channel.metrics.widget_events.labels("connect", code).inc()
+            return Refused(error(channel.i18n, locale, code))
+
+        if not await channel.limiter.hit(channel.connects, "connect", ip):
+            raise refuse("rate_limited")
+        try:
+            login = WidgetAuth.model_validate(auth if auth is not None else {})
+        except ValidationError:
+            raise refuse("bad_auth") from None
+        if login.user is not None:
+            secret = channel.settings.widget_identity_secret
+            if secret is None or login.signature is None:
+                raise refuse("bad_signature")
+            expected = hmac.new(
+                secret.get_secret_value().encode(), login.user.encode(), hashlib.sha256
+            ).hexdigest()
+            if not hmac.compare_digest(expected, login.signature):
+                raise refuse("bad_signature")
+            external_id = f"user:{login.user}"
+        elif login.signature is not None:
+            raise refuse("bad_auth")
+        else:
+            external_id = f"visitor:{login.visitor}"
+        room = conversation_key(Channel.WIDGET.value, external_id)
+        visitor = Visitor(external_id=external_id, room=room, ip=ip, locale=locale)
+        await self.save_session(sid, {"visitor": visitor})
+        await self.enter_room(sid, room)
+        channel.metrics.widget_connections.inc()
+        channel.metrics.widget_events.labels("connect", "ok").inc()
+        channel.sio.start_background_task(channel.welcome, sid, visitor, login.last_seq)
+
+    async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
+        self.channel.metrics.widget_connections.dec()
+
+    async def on_input(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = _one(args)
+        channel = self.channel
+        visitor = await channel.visitor(sid)
+        if not await channel.allowed(visitor, sid):
+            return self._fail(visitor, "input", "rate_limited")
+        try:
+            payload = WidgetInput.model_validate(data)
+        except ValidationError:
+            return self._fail(visitor, "input", "invalid")
+        limit = channel.settings.text_max_chars
+        if payload.kind == "text" and len(payload.value) > limit:
+            return self._fail(visitor, "input", "too_large", limit=limit)
+        key = f"widget:{visitor.room}:{payload.client_id}"
+        messages = channel.repos.messages
+        try:
+            stored = await messages.by_idempotency_key(key)
+            if stored is not None:  # a resend: answer again, store nothing
+                _, prompt = await channel.dialogue.current(Channel.WIDGET, visitor.external_id)
+                replies = [prompt_payload(prompt)] if prompt else []
+                return self._ok("input", seq=stored.seq, replies=replies, duplicate=True)
+            inp = await channel.to_input(payload, visitor)
+            if inp is None:
+                code = "not_found" if payload.kind == "file" else "invalid"
+                return self._fail(visitor, "input", code)
+            replies = [
+                prompt_payload(r)
+                for r in await channel.dialogue.handle(
+                    Channel.WIDGET,
+                    visitor.external_id,
+                    inp,
+                    locale_hint=visitor.locale,
+                    idempotency_key=key,
+                )
+            ]
+            stored = await messages.by_idempotency_key(key)
+            if stored is not None:  # the customer's other devices show it too
+                await channel.sio.emit(
+                    "message",
+                    message_payload(stored),
+                    room=visitor.room,
+                    skip_sid=sid,
+                    namespace=NAMESPACE,
+                )
+            await channel.emit_state(visitor, skip=sid)
+        except (DatabaseUnavailable, ConcurrentUpdate):
+            return self._fail(visitor, "input", "unavailable")
+        except Exception:  # a bug must cost this input, not the connection or the process
+            log.exception("widget input failed")
+            return self._fail(visitor, "input", "error")
+        return self._ok("input", seq=stored.seq if stored else None, replies=replies)
+
+    async def on_language(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = _one(args)
+        channel = self.channel
+        visitor = await channel.visitor(sid)
+        if not await channel.allowed(visitor, sid):
+            return self._fail(visitor, "language", "rate_limited")
+        try:
+            choice = LanguageChoice.model_validate(data)
+            replies = await channel.dialogue.set_language(
+                Channel.WIDGET, visitor.external_id, choice.locale
+            )
+        except ValidationError:
+            return self._fail(visitor, "language", "invalid")
+        except (DatabaseUnavailable, ConcurrentUpdate):
+            return self._fail(visitor, "language", "unavailable")
+        changed = Visitor(visitor.external_id, visitor.room, visitor.ip, choice.locale)
+        await self.save_session(sid, {"visitor": changed})
+        return self._ok(
+            "language",
+            replies=[prompt_payload(r) for r in replies],
+            strings=ui_strings(channel.i18n, choice.locale),
+        )
+
+    async def on_upload(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = _one(args) if args else {}
+        channel = self.channel
+        visitor = await channel.visitor(sid)
+        if not await channel.allowed(visitor, sid):
+            return self._fail(visitor, "upload", "rate_limited")
+        try:
+            Empty.model_validate(data)
+            seconds = channel.settings.widget_upload_token_seconds
+            token = await channel.repos.upload_tokens.issue(
+                visitor.room, timedelta(seconds=seconds)
+            )
+        except ValidationError:
+            return self._fail(visitor, "upload", "invalid")
+        except DatabaseUnavailable:
+            return self._fail(visitor, "upload", "unavailable")
+        return self._ok(
+            "upload",
+            url=UPLOAD_PATH,
+            token=token,
+            expires_in=seconds,
+            max_bytes=channel.settings.widget_upload_max_bytes,
+            types=sorted(channel.settings.upload_types),
+        )
+
+    async def on_typing(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = _one(args)
+        visitor = await self.channel.visitor(sid)
+        if not await self.channel.allowed(visitor, sid):
+            return self._fail(visitor, "typing", "rate_limited")
+        try:
+            Typing.model_validate(data)
+        except ValidationError:
+            return self._fail(visitor, "typing", "invalid")
+        # Shown to staff once the console listens (the staff console issue).
+        return self._ok("typing")

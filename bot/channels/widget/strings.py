@@ -1,0 +1,55 @@
+"""Every label the widget shows, and the widget's error messages: all from the catalogs."""
+
+from __future__ import annotations
+
+from bot.domain.text import N_, Text
+from bot.i18n import I18n
+
+UI = {
+    "launcher": N_("Feedback"),
+    "title": N_("Feedback and support"),
+    "close": N_("Close"),
+    "send": N_("Send"),
+    "placeholder": N_("Type your message"),
+    "attach": N_("Attach a photo or file"),
+    "connecting": N_("Connecting…"),
+    "online": N_("Connected"),
+    "offline": N_("Offline. Your messages will be sent when the connection is back."),
+    "start": N_("Give feedback"),
+    "unread": N_("{count} unread"),
+    "typing": N_("Our team is typing…"),
+    "uploading": N_("Uploading…"),
+    "upload_failed": N_("The file could not be uploaded."),
+    "you": N_("You"),
+    "team": N_("Our team"),
+    "assistant": N_("Feedback assistant"),
+    "language": N_("Language: 中文 / English"),
+    "error": N_("Something went wrong. Please try again."),
+}
+
+ERRORS = {
+    "bad_auth": N_("The chat could not start: the widget sent an invalid identity."),
+    "bad_signature": N_(
+        "The chat could not start: your sign-in could not be verified. Please reload the page."
+    ),
+    "rate_limited": N_("Too many requests. Please wait a moment and try again."),
+    "invalid": N_("That request was not understood and nothing was changed."),
+    "too_large": N_("That is too long: at most {limit} characters."),
+    "unavailable": N_("We cannot save anything right now. Please try again in a minute."),
+    "unsupported_type": N_("This type of file cannot be attached. Photos and PDF files work."),
+    "file_too_large": N_("That file is too large: at most {limit} MB."),
+    "expired": N_("The upload took too long. Please try again."),
+    "not_found": N_("That file was not found. Please attach it again."),
+    "error": N_("Something went wrong. Please try again."),
+}
+
+
+def ui_strings(i18n: I18n, locale: str) -> dict[str, str]:
+    # {count} stays a placeholder: the widget fills it in.
+    return {
+        key: i18n.render(locale, Text(msgid, {"count": "{count}"})) for key, msgid in UI.items()
+    }
+
+
+def error(i18n: I18n, locale: str, code: str, **params: int | str) -> dict[str, str]:
+    return {"code": code, "message": i18n.render(locale, Text(ERRORS[code], params))}

@@ -1,0 +1,417 @@
+"""The widget channel end to end: the real service, a real socket.io client, the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+
+from bot.config import Settings
+from bot.domain.models import Channel, Direction
+from bot.domain.privacy import conversation_key
+from tests.channels.service import Service, serving
+from tests.channels.widget import WidgetVisitor, sign
+
+SECRET = "host-app-secret-for-tests"
+
+
+def widget_settings(settings: Settings, **overrides: Any) -> Settings:
+    values = settings.model_dump()
+    values.update(widget_identity_secret=SECRET, **overrides)
+    return Settings(_env_file=None, MONGODB_URI=values.pop("mongodb_uri"), **values)
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    async with serving(widget_settings(settings)) as started:
+        yield started
+
+
+@pytest.fixture
+async def visitor(service: Service) -> AsyncIterator[WidgetVisitor]:
+    tab = WidgetVisitor(service.url)
+    await tab.connect()
+    yield tab
+    await tab.disconnect()
+
+
+def png(width: int = 2, height: int = 2) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height)))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+async def upload(
+    service: Service, token: str, content: bytes, *, name: str = "shot.png", mime: str = "image/png"
+) -> tuple[int, dict[str, Any]]:
+    form = aiohttp.FormData()
+    form.add_field("file", content, filename=name, content_type=mime)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(service.url + "/widget/upload", data=form, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_c3_1_3_a_visitor_gives_feedback_and_gets_the_acknowledgement(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    assert visitor.states[-1] == {"locale": "en", "prompt": None}  # no flow yet: "start"
+    ack = await visitor.send("command", "start")
+    assert ack["ok"]
+    assert ack["seq"] is None  # an answer inside the flow is stored as the flow's state
+    notice = ack["replies"][-1]
+    assert notice["step"] == "notice"
+    assert "privacy notice" in notice["text"]
+    assert [o["value"] for o in notice["options"]] == ["yes", "no"]
+
+    acknowledgement = await visitor.give_feedback()
+    repos = service.container.repos
+    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
+    assert customer is not None
+    ticket = await repos.tickets.latest_open(customer.id)
+    assert ticket is not None
+    assert ticket.channel is Channel.WIDGET
+    assert ticket.category.value == "user_interface"
+    assert ticket.reference in acknowledgement["text"]
+    assert acknowledgement["author"] == "bot"
+    assert acknowledgement["kind"] == "ack"
+
+
+async def test_a_message_resent_with_the_same_client_id_is_stored_once(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    await visitor.give_feedback()
+    first = await visitor.send("text", "Also: the coupon field is hidden.", client_id="msg-0001")
+    again = await visitor.send("text", "Also: the coupon field is hidden.", client_id="msg-0001")
+    assert first["ok"]
+    assert isinstance(first["seq"], int)
+    assert again["seq"] == first["seq"]
+    assert again["duplicate"] is True
+    customer = await service.container.repos.customers.find(
+        Channel.WIDGET, f"visitor:{visitor.visitor}"
+    )
+    assert customer is not None
+    stored = await service.container.repos.messages.after_seq(customer.id, 0)
+    inbound = [m.text for m in stored if m.direction is Direction.INBOUND]
+    assert inbound == ["Also: the coupon field is hidden."]
+
+
+async def test_an_answer_resent_with_the_same_client_id_moves_the_flow_once(
+    visitor: WidgetVisitor,
+) -> None:
+    await visitor.send("command", "start")
+    first = await visitor.send("choice", "yes", client_id="answer-01")
+    assert first["replies"][-1]["step"] == "expanded_use"
+    again = await visitor.send("choice", "yes", client_id="answer-01")
+    # Not applied to the next question (a consent the visitor never saw): shown again.
+    assert [r["step"] for r in again["replies"]] == ["expanded_use"]
+
+
+async def test_c3_2_2_replies_sent_while_away_are_replayed_in_order_on_return(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    acknowledgement = await visitor.give_feedback()
+    seen = acknowledgement["seq"]
+    await visitor.disconnect()
+
+    customer = await service.container.repos.customers.find(
+        Channel.WIDGET, f"visitor:{visitor.visitor}"
+    )
+    assert customer is not None
+    ticket = await service.container.repos.tickets.latest_open(customer.id)
+    assert ticket is not None
+    tickets = service.container.tickets
+    await tickets.staff_reply(ticket.id, staff_id="agent-1", text="First answer.")
+    await tickets.staff_reply(ticket.id, staff_id="agent-1", text="Second answer.")
+
+    back = WidgetVisitor(service.url, visitor=visitor.visitor)
+    await back.connect(back.auth(last_seq=seen))
+    await back.until(lambda: len(back.history) >= 2, "the two replies in the history")
+    texts = [m["text"] for m in back.history]
+    assert "First answer." in texts[0]
+    assert "Second answer." in texts[1]
+    assert [m["seq"] for m in back.history] == sorted(m["seq"] for m in back.history)
+    assert all(m["seq"] > seen for m in back.history)
+    await back.disconnect()
+
+
+async def test_replay_works_across_a_restart_of_the_service(settings: Settings) -> None:
+    configured = widget_settings(settings)
+    async with serving(configured) as first:
+        tab = WidgetVisitor(first.url)
+        await tab.connect()
+        acknowledgement = await tab.give_feedback()
+        await tab.disconnect()
+    async with serving(configured) as second:
+        customer = await second.container.repos.customers.find(
+            Channel.WIDGET, f"visitor:{tab.visitor}"
+        )
+        assert customer is not None
+        ticket = await second.container.repos.tickets.latest_open(customer.id)
+        assert ticket is not None
+        await second.container.tickets.staff_reply(
+            ticket.id, staff_id="agent-1", text="Answered while you were away."
+        )
+        back = WidgetVisitor(second.url, visitor=tab.visitor)
+        await back.connect(back.auth(last_seq=0))  # a new device: everything
+        await back.until(
+            lambda: any("while you were away" in m["text"] for m in back.history), "the reply"
+        )
+        assert back.history[0]["seq"] == 1
+        assert any(m["id"] == acknowledgement["id"] for m in back.history)
+        await back.disconnect()
+
+
+async def test_a_signed_user_is_the_same_customer_on_every_device(service: Service) -> None:
+    signature = sign(SECRET, "shop-user-42")
+    phone = WidgetVisitor(service.url, user="shop-user-42", signature=signature)
+    laptop = WidgetVisitor(service.url, user="shop-user-42", signature=signature)
+    await phone.connect()
+    await laptop.connect()
+    await phone.send("command", "start")
+    await laptop.until(
+        lambda: laptop.states[-1]["prompt"] is not None, "the flow to show on the laptop"
+    )
+    assert laptop.states[-1]["prompt"]["step"] == "notice"
+    ack = await laptop.send("choice", "yes")
+    assert ack["replies"][-1]["step"] == "expanded_use"
+    key = conversation_key(Channel.WIDGET.value, "user:shop-user-42")
+    conversation = await service.container.repos.conversations.get(key)
+    assert conversation is not None
+    assert conversation.step == "expanded_use"
+    await phone.disconnect()
+    await laptop.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("auth", "code"),
+    [
+        ({"visitor": "v" * 22, "user": "shop-user-42", "signature": "0" * 64}, "bad_signature"),
+        ({"visitor": "v" * 22, "user": "shop-user-42"}, "bad_signature"),
+        ({"visitor": "short"}, "bad_auth"),
+        ({"visitor": "v" * 22, "$where": "sleep(1000)"}, "bad_auth"),
+        ({"visitor": "v" * 22, "signature": sign(SECRET, "x")}, "bad_auth"),
+        ("not an object", "bad_auth"),
+    ],
+)
+async def test_an_identity_without_a_valid_signature_is_refused(
+    service: Service, auth: Any, code: str
+) -> None:
+    tab = WidgetVisitor(service.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await tab.connect(auth, wait_state=False)
+    await tab.disconnect()
+    assert tab.refused is not None
+    assert tab.refused["data"]["code"] == code
+    assert tab.refused["data"]["message"]
+
+
+async def test_a_page_on_another_origin_is_refused(settings: Settings) -> None:
+    configured = widget_settings(settings, widget_allowed_origins="https://shop.example.com")
+    async with serving(configured) as service:
+        stranger = WidgetVisitor(service.url, origin="https://evil.example.net")
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await stranger.connect(wait_state=False)
+        await stranger.disconnect()
+        shop = WidgetVisitor(service.url, origin="https://shop.example.com")
+        await shop.connect()
+        assert shop.states
+        await shop.disconnect()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"client_id": "abcdefgh", "kind": "text", "value": "hi", "$where": "1 == 1"},
+        {"client_id": "abcdefgh", "kind": "text", "value": {"$gt": ""}},
+        {"client_id": "abcdefgh", "kind": "eval", "value": "x"},
+        {"client_id": "../../etc", "kind": "text", "value": "x"},
+        {"client_id": "abcdefgh", "kind": "text", "value": "broken \ud800 text"},
+        {"client_id": "abcdefgh", "kind": "command", "value": "drop_database"},
+        ["client_id", "kind"],
+        "just a string",
+        None,
+    ],
+)
+async def test_malformed_and_hostile_inputs_are_refused_and_change_nothing(
+    service: Service, visitor: WidgetVisitor, payload: Any
+) -> None:
+    await visitor.send("command", "start")
+    key = conversation_key(Channel.WIDGET.value, f"visitor:{visitor.visitor}")
+    before = await service.container.repos.conversations.get(key)
+    answer = await visitor.call("input", payload)
+    assert answer["ok"] is False
+    assert answer["error"]["code"] == "invalid"
+    assert answer["error"]["message"]
+    assert await service.container.repos.conversations.get(key) == before
+
+
+async def test_too_long_text_gets_a_clear_error(visitor: WidgetVisitor) -> None:
+    answer = await visitor.send("text", "x" * 4001)
+    assert answer["ok"] is False
+    assert answer["error"]["code"] == "too_large"
+    assert "4000" in answer["error"]["message"]
+
+
+async def test_script_tags_are_stored_as_inert_text(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    await visitor.give_feedback("<script>alert('x')</script> the page is blank")
+    customer = await service.container.repos.customers.find(
+        Channel.WIDGET, f"visitor:{visitor.visitor}"
+    )
+    assert customer is not None
+    ticket = await service.container.repos.tickets.latest_open(customer.id)
+    assert ticket is not None
+    assert ticket.text == "<script>alert('x')</script> the page is blank"
+
+
+async def test_an_oversized_frame_closes_only_that_connection(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    big = WidgetVisitor(service.url)
+    await big.connect()
+    with pytest.raises(socketio.exceptions.SocketIOError):
+        await big.send("text", "x" * 100_000)  # over BOT_WIDGET_MAX_PAYLOAD_BYTES
+    await big.until(lambda: not big.client.connected, "the oversized connection to close")
+    await big.disconnect()
+    answer = await visitor.send("command", "start")  # everyone else carries on
+    assert answer["ok"]
+
+
+async def test_too_many_events_are_rate_limited(settings: Settings) -> None:
+    configured = widget_settings(settings, widget_rate_per_connection="3 per 30 seconds")
+    async with serving(configured) as service:
+        tab = WidgetVisitor(service.url)
+        await tab.connect()
+        answers = [await tab.send("command", "help") for _ in range(4)]
+        assert [a["ok"] for a in answers] == [True, True, True, False]
+        assert answers[-1]["error"]["code"] == "rate_limited"
+        await tab.disconnect()
+
+
+async def test_connections_per_ip_are_limited(settings: Settings) -> None:
+    configured = widget_settings(settings, widget_connects_per_ip="2 per minute")
+    async with serving(configured) as service:
+        tabs = [WidgetVisitor(service.url) for _ in range(3)]
+        await tabs[0].connect()
+        await tabs[1].connect()
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await tabs[2].connect(wait_state=False)
+        await tabs[2].disconnect()
+        assert tabs[2].refused is not None
+        assert tabs[2].refused["data"]["code"] == "rate_limited"
+        for tab in tabs[:2]:
+            await tab.disconnect()
+
+
+async def test_c5_2_a_photo_is_uploaded_and_attached(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    await visitor.send("command", "start")
+    for value in ("yes", "no", "yes", "product_quality", "2"):
+        await visitor.send("choice", value)
+    await visitor.send("text", "The lid is cracked, see the photo.")
+    grant = await visitor.call("upload", {})
+    assert grant["ok"]
+    assert "image/png" in grant["types"]
+    status, body = await upload(service, grant["token"], png(), name="../../lid.png")
+    assert status == 201, body
+    assert body["name"].endswith("lid.png")  # a name to show, never a path
+    assert "/" not in body["name"]
+    answer = await visitor.send("file", body["upload_id"])
+    assert answer["ok"], answer
+    for value in ("done", "skip", "submit"):
+        await visitor.send("choice", value)
+    customer = await service.container.repos.customers.find(
+        Channel.WIDGET, f"visitor:{visitor.visitor}"
+    )
+    assert customer is not None
+    ticket = await service.container.repos.tickets.latest_open(customer.id)
+    assert ticket is not None
+    (attachment,) = ticket.attachments
+    assert attachment.kind == "photo"
+    assert attachment.file_ref == f"upload:{body['upload_id']}"
+    stored = await service.container.repos.uploads.get(body["upload_id"])
+    assert stored is not None
+    assert stored.content == png()
+
+    again, refused = await upload(service, grant["token"], png())  # a token is good once
+    assert again == 401
+    assert refused["error"]["code"] == "expired"
+
+
+async def test_uploads_of_the_wrong_kind_or_size_are_refused(
+    settings: Settings,
+) -> None:
+    configured = widget_settings(settings, widget_upload_max_bytes=2048)
+    async with serving(configured) as service:
+        tab = WidgetVisitor(service.url)
+        await tab.connect()
+
+        async def attempt(content: bytes, mime: str) -> tuple[int, str]:
+            grant = await tab.call("upload", {})
+            status, body = await upload(service, grant["token"], content, mime=mime)
+            return status, body["error"]["code"]
+
+        assert await attempt(b"MZ\x90\x00 not an image", "image/png") == (415, "unsupported_type")
+        assert await attempt(b"<svg onload=alert(1)>", "image/svg+xml") == (415, "unsupported_type")
+        assert await attempt(png() + b"\x00" * 4096, "image/png") == (413, "file_too_large")
+        status, body = await upload(service, "forged-token", png())
+        assert (status, body["error"]["code"]) == (401, "expired")
+
+        # Someone else's upload id is not found, even when it exists.
+        grant = await tab.call("upload", {})
+        _, mine = await upload(service, grant["token"], png())
+        other = WidgetVisitor(service.url)
+        await other.connect()
+        await other.send("command", "start")
+        answer = await other.send("file", mine["upload_id"])
+        assert answer["error"]["code"] == "not_found"
+        await tab.disconnect()
+        await other.disconnect()
+
+
+@pytest.mark.parametrize(("locale", "send"), [("zh-CN", "发送"), ("en-US", "Send")])
+async def test_the_widget_labels_come_from_the_catalogs(
+    service: Service, locale: str, send: str
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(service.url + "/widget/strings.json", params={"locale": locale}) as response,
+    ):
+        body = await response.json()
+    assert body["strings"]["send"] == send
+    assert body["strings"]["unread"].count("{count}") == 1
+
+
+async def test_the_language_can_be_switched(visitor: WidgetVisitor) -> None:
+    await visitor.send("command", "start")
+    answer = await visitor.call("language", {"locale": "zh_CN"})
+    assert answer["ok"]
+    assert answer["strings"]["send"] == "发送"
+    assert "隐私告知" in answer["replies"][-1]["text"]
+    refused = await visitor.call("language", {"locale": "fr"})
+    assert refused["error"]["code"] == "invalid"
+
+
+async def test_the_service_survives_a_burst_of_connections(service: Service) -> None:
+    tabs = [WidgetVisitor(service.url) for _ in range(10)]
+    await asyncio.gather(*(tab.connect() for tab in tabs))
+    answers = await asyncio.gather(*(tab.send("command", "start") for tab in tabs))
+    assert all(a["ok"] for a in answers)
+    await asyncio.gather(*(tab.disconnect() for tab in tabs))
