@@ -43,18 +43,23 @@ class Input:
     kind: str  # "choice" | "text" | "file" | "command"
     value: str = ""
     attachment: Attachment | None = None
+    # For a choice: the step whose button was pressed. A button of an earlier question
+    # (a double tap, an old message) must not answer the current one: "yes" to the
+    # privacy notice is not "yes" to the optional consent that follows it.
+    step: str | None = None
 
     @classmethod
-    def choice(cls, value: str) -> Input:
-        return cls("choice", value)
+    def choice(cls, value: str, step: str | None = None) -> Input:
+        return cls("choice", value, step=step)
 
     @classmethod
     def text(cls, value: str) -> Input:
         return cls("text", value)
 
     @classmethod
-    def file(cls, attachment: Attachment) -> Input:
-        return cls("file", attachment=attachment)
+    def file(cls, attachment: Attachment, caption: str = "") -> Input:
+        """A photo or file; a caption sent with it is kept where words are (on the ticket)."""
+        return cls("file", caption, attachment=attachment)
 
     @classmethod
     def command(cls, command: Command) -> Input:

@@ -143,6 +143,7 @@ class Ticket(Model):
     updated_at: datetime = Field(default_factory=utcnow)
     events: list[TimelineEvent] = Field(default_factory=list)
     telegram_topic_id: int | None = None  # the staff forum topic, where one is used
+    telegram_topic_chat_id: int | None = None  # the staff group that topic is in
 
 
 class Direction(StrEnum):

@@ -49,6 +49,9 @@ class RetryLater:
     # The channel asked us to slow down (HTTP 429): nothing is wrong with the message, so
     # the wait does not use up one of its attempts and a long storm loses nothing.
     throttled: bool = False
+    # The channel is unreachable (network, server errors): the message is fine, so it is
+    # tried with growing backoff until it is `give_up` old, however many attempts that takes.
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class DeliveryService:
         lease_seconds: float = 30.0,
         max_attempts: int = 12,
         poll_seconds: float = 0.5,
+        give_up_hours: float = 72.0,
     ) -> None:
         self.repos = repos
         self.metrics = metrics
@@ -87,6 +91,7 @@ class DeliveryService:
         self.senders: dict[Channel, Sender] = {}
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
+        self.give_up = timedelta(hours=give_up_hours)
         self.poll_seconds = poll_seconds
         self.owner = f"dispatcher-{new_id()[:12]}"
         self._wake = asyncio.Event()
@@ -141,6 +146,8 @@ class DeliveryService:
                     or message.delivery.next_attempt_at > now
                 ):
                     continue
+                if await self.repos.messages.pending_before(message.customer_id, message.seq):
+                    continue  # one customer's messages arrive in the order they were written
                 await self._send(message)
                 return True
             finally:
@@ -155,7 +162,7 @@ class DeliveryService:
         if customer is None:
             result = Undeliverable("customer erased")  # nobody is left to tell
         elif sender is None:
-            result = RetryLater(f"no sender for channel {channel} in this process")
+            result = RetryLater(f"no sender for channel {channel} in this process", transient=True)
         else:
             try:
                 result = await sender.send(message, customer)
@@ -176,7 +183,7 @@ class DeliveryService:
             self.metrics.delivery_seconds.labels(channel).observe(
                 max(0.0, (now - message.created_at).total_seconds())
             )
-        elif isinstance(result, Undeliverable) or attempts >= self.max_attempts:
+        elif isinstance(result, Undeliverable) or self._exhausted(message, result, attempts, now):
             await self.repos.messages.mark_undeliverable(
                 message.id, attempts=attempts, error=result.error
             )
@@ -192,6 +199,13 @@ class DeliveryService:
                 message.id, attempts=attempts, at=now + timedelta(seconds=delay), error=result.error
             )
             self.metrics.deliveries.labels(channel, "retry").inc()
+
+    def _exhausted(
+        self, message: Message, result: RetryLater, attempts: int, now: datetime
+    ) -> bool:
+        if result.transient:
+            return now - message.created_at >= self.give_up
+        return attempts >= self.max_attempts
 
     async def drain(self) -> int:
         """Send everything due now; returns how many messages were settled."""

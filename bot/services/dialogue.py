@@ -107,11 +107,7 @@ class DialogueService:
             return [self._say(locale, Text(LANGUAGE_SET))]
         changed = conversation.model_copy(update={"locale": locale})
         saved = await self.repos.conversations.save(changed)
-        replies: list[Rendered] = [self._say(locale, Text(LANGUAGE_SET))]
-        if saved.step is not None:
-            step = flow.STEPS[saved.step]
-            replies.append(self._render_prompt(locale, flow.prompt_for(step, saved, self.config)))
-        return replies
+        return [self._say(locale, Text(LANGUAGE_SET)), *self._where(locale, saved)]
 
     async def status(
         self, channel: Channel, external_id: str, locale_hint: str | None = None
@@ -130,10 +126,8 @@ class DialogueService:
         conversation = await self._conversation(channel, external_id, locale_hint)
         customer = await self.repos.customers.find(channel, external_id)
         locale = customer.locale if customer else conversation.locale
-        if conversation.step is None:
-            return locale, None
-        step = flow.STEPS[conversation.step]
-        return locale, self._render_prompt(locale, flow.prompt_for(step, conversation, self.config))
+        prompt = self._where(locale, conversation)
+        return locale, prompt[0] if prompt else None
 
     async def say(
         self, channel: Channel, external_id: str, text: Text, locale_hint: str | None = None
@@ -181,17 +175,21 @@ class DialogueService:
         if idempotency_key is not None and conversation.last_input == idempotency_key:
             # The same input delivered again (a channel retrying after a failure): it was
             # applied once already, so only show where the customer is now.
-            if conversation.step is None:
-                return []
-            step = flow.STEPS[conversation.step]
-            return [self._render_prompt(locale, flow.prompt_for(step, conversation, self.config))]
+            return self._where(locale, conversation)
+
+        if inp.kind == "choice" and (
+            conversation.step is None or inp.step not in (None, conversation.step)
+        ):
+            # A button of another question (pressed twice, or on an old message): not an
+            # answer to this one, and not words for the ticket either. Show where they are.
+            return self._where(locale, conversation)
 
         if conversation.step is None and inp.kind != "command":
             # Outside the flow: words and files go onto the open ticket, if there is one.
             ticket = None if customer is None else await self.repos.tickets.latest_open(customer.id)
             if customer is not None and ticket is not None:
                 attachments = [inp.attachment] if inp.attachment is not None else []
-                text = flow.clean_text(inp.value) if inp.kind == "text" else ""
+                text = flow.clean_text(inp.value)  # the words, or a file's caption
                 await self.tickets.add_customer_message(
                     customer,
                     ticket,
@@ -270,6 +268,13 @@ class DialogueService:
         return self.tickets.calendar.local_date(self.clock())
 
     # ------------------------------------------------------------ rendering
+
+    def _where(self, locale: str, conversation: Conversation) -> list[Rendered]:
+        """The question the conversation is at, or nothing when no flow runs."""
+        if conversation.step is None:
+            return []
+        step = flow.STEPS[conversation.step]
+        return [self._render_prompt(locale, flow.prompt_for(step, conversation, self.config))]
 
     def _say(self, locale: str, text: Text) -> Rendered:
         return Rendered(text=self.i18n.render(locale, text))

@@ -267,8 +267,8 @@ class TicketService:
         await self.repos.tickets.add_event(ticket_id, event)
         return await self.get(ticket_id)
 
-    async def by_telegram_topic(self, topic_id: int) -> Ticket | None:
-        return await self.repos.tickets.by_telegram_topic(topic_id)
+    async def by_telegram_topic(self, chat_id: int, topic_id: int) -> Ticket | None:
+        return await self.repos.tickets.by_telegram_topic(chat_id, topic_id)
 
     async def add_customer_message(
         self,

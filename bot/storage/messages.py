@@ -43,6 +43,19 @@ class MessageRepository(Repository[Message]):
         doc = await self.collection.find_one({"idempotency_key": key})
         return None if doc is None else self._load(doc)
 
+    async def pending_before(self, customer_id: str, seq: int) -> bool:
+        """Whether an earlier outbound message to this customer is still waiting to be sent."""
+        doc = await self.collection.find_one(
+            {
+                "customer_id": customer_id,
+                "seq": {"$lt": seq},
+                "direction": Direction.OUTBOUND,
+                "delivery.state": DeliveryState.PENDING,
+            },
+            projection={"_id": 1},
+        )
+        return doc is not None
+
     async def after_seq(self, customer_id: str, seq: int, limit: int = 500) -> list[Message]:
         cursor = (
             self.collection.find({"customer_id": customer_id, "seq": {"$gt": seq}})

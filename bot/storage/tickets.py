@@ -30,7 +30,7 @@ class TicketRepository(Repository[Ticket]):
         IndexModel([("ref_year", ASCENDING), ("ref_number", ASCENDING)], unique=True),
         IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("status", ASCENDING), ("response_due", ASCENDING)]),
-        IndexModel([("telegram_topic_id", ASCENDING)]),
+        IndexModel([("telegram_topic_chat_id", ASCENDING), ("telegram_topic_id", ASCENDING)]),
     )
 
     def __init__(self, *args: object, locks: LockRepository, **kwargs: object) -> None:
@@ -55,8 +55,10 @@ class TicketRepository(Repository[Ticket]):
             key={"flow_id": ticket.flow_id},
         )
 
-    async def by_telegram_topic(self, topic_id: int) -> Ticket | None:
-        doc = await self.collection.find_one({"telegram_topic_id": topic_id})
+    async def by_telegram_topic(self, chat_id: int, topic_id: int) -> Ticket | None:
+        """Topic ids are per group: a new or migrated staff group starts counting again."""
+        query = {"telegram_topic_chat_id": chat_id, "telegram_topic_id": topic_id}
+        doc = await self.collection.find_one(query)
         return None if doc is None else self._load(doc)
 
     async def by_reference(self, reference: str) -> Ticket | None:

@@ -37,6 +37,12 @@ async def running(settings: Settings, fake: FakeTelegram) -> AsyncIterator[Servi
         yield service
 
 
+def parse_button(data: str) -> str:
+    """The value of a button: `o:<step>:<value>`, `c:<command>` or `l:<locale>`."""
+    kind, _, rest = data.partition(":")
+    return rest.partition(":")[2] if kind == "o" else rest
+
+
 class TelegramCustomer:
     """A customer in a private chat with the bot, driven through the fake server."""
 
@@ -76,7 +82,7 @@ class TelegramCustomer:
         """Press the button whose callback data ends with `value` on the latest prompt."""
         prompt = self.last_prompt()
         buttons = [b for row in prompt.params["reply_markup"]["inline_keyboard"] for b in row]
-        matching = [b for b in buttons if b["callback_data"].split(":", 1)[1] == value]
+        matching = [b for b in buttons if parse_button(b["callback_data"]) == value]
         assert matching, f"no button {value!r} on {prompt.params['text']!r}: {buttons}"
         update = self.fake.user_callback(
             self.user_id,

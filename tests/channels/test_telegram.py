@@ -11,7 +11,14 @@ import aiohttp
 import pytest
 
 from bot.config import Settings
-from bot.domain.models import DeliveryState, Direction, Message, TicketStatus
+from bot.domain.models import (
+    Channel,
+    ConsentPurpose,
+    DeliveryState,
+    Direction,
+    Message,
+    TicketStatus,
+)
 from tests.channels.service import Service
 from tests.channels.telegram import TelegramCustomer, running, telegram_settings
 from tests.fake_telegram import Call, FakeTelegram
@@ -365,3 +372,82 @@ async def test_webhook_mode_checks_the_secret_token(settings: Settings, fake: Fa
         texts = fake.sent_texts(5012)
         assert len(texts) == 1
         assert "privacy notice" in texts[0]
+
+
+async def test_a_failed_handler_is_retried_so_polling_loses_nothing(
+    fake: FakeTelegram, service: Service
+) -> None:
+    customer = TelegramCustomer(fake, service, 5013)
+    fake.fail_next("sendMessage", error_code=502, times=2, chat_id=customer.user_id)
+    await customer.command("start")
+    assert await customer.step() == "notice"
+    assert len(customer.texts()) == 1  # the prompt, once, after two failures
+
+
+async def test_c3_1_7_a_double_tap_on_i_agree_does_not_answer_the_next_question(
+    fake: FakeTelegram, service: Service
+) -> None:
+    customer = TelegramCustomer(fake, service, 5014)
+    await customer.command("start")
+    notice = customer.last_prompt()
+    await customer.press("yes")
+    assert await customer.step() == "expanded_use"
+    # The same button again (a double tap; its keyboard was already removed).
+    again = fake.user_callback(
+        customer.user_id, "o:notice:yes", message_id=notice.result["message_id"]
+    )
+    await customer.handled(again)
+    assert await customer.step() == "expanded_use"
+    repos = service.container.repos
+    who = await repos.customers.find(Channel.TELEGRAM, str(customer.user_id))
+    assert who is not None
+    ledger = await repos.consents.current(who.id)
+    assert ConsentPurpose.EXPANDED_USE not in ledger
+    assert ledger[ConsentPurpose.PROCESSING].granted
+
+
+async def test_an_answer_to_a_stale_query_is_still_handled(
+    fake: FakeTelegram, service: Service
+) -> None:
+    customer = TelegramCustomer(fake, service, 5015)
+    await customer.command("start")
+    fake.fail_next(
+        "answerCallbackQuery",
+        error_code=400,
+        description="Bad Request: query is too old and response timeout expired",
+    )
+    await customer.press("yes")
+    assert await customer.step() == "expanded_use"
+
+
+async def test_a_caption_sent_with_a_photo_is_kept(fake: FakeTelegram, service: Service) -> None:
+    customer = TelegramCustomer(fake, service, 5016)
+    ticket = await customer.give_feedback("The zip broke.")
+    await customer.handled(
+        fake.user_photo(customer.user_id, "zip-photo", caption="Here is the broken zip")
+    )
+    inbound = await service.container.repos.messages.for_ticket(ticket.id)
+    (message,) = [m for m in inbound if m.direction is Direction.INBOUND]
+    assert message.text == "Here is the broken zip"
+    assert [a.file_ref for a in message.attachments] == ["zip-photo"]
+
+
+async def test_a_customer_who_blocked_the_bot_does_not_break_handling(
+    fake: FakeTelegram, service: Service
+) -> None:
+    customer = TelegramCustomer(fake, service, 5017)
+    fake.fail_next(
+        "sendMessage",
+        error_code=403,
+        description="Forbidden: bot was blocked by the user",
+        chat_id=customer.user_id,
+    )
+    await customer.command("start")  # handled and recorded, not retried forever
+    assert await customer.step() == "notice"
+
+
+async def test_messages_in_other_groups_are_ignored(fake: FakeTelegram, service: Service) -> None:
+    update = fake.group_text(-100999, 5018, "hello bot", message_thread_id=7)
+    customer = TelegramCustomer(fake, service, 5018)
+    await customer.handled(update)
+    assert fake.sent_texts(-100999) == []

@@ -94,9 +94,10 @@ async def test_a_long_rate_limit_storm_uses_up_no_attempts(
 async def test_several_dispatchers_never_send_twice(
     container: Container, settings: Settings, clock: FixedClock
 ) -> None:
-    someone = await customer(container)
+    # One customer's messages go out one by one (in order); several customers' in parallel.
+    people = [await customer(container, str(n)) for n in range(4)]
     for n in range(12):
-        await container.delivery.enqueue(someone, f"message {n}", kind="reply")
+        await container.delivery.enqueue(people[n % 4], f"message {n}", kind="reply")
     # Four dispatchers, as if in four processes, each with its own identity.
     senders = [RecordingSender(delay=0.01) for _ in range(4)]
     dispatchers = []
@@ -122,3 +123,40 @@ async def test_a_message_for_an_erased_customer_is_not_sent(
     assert stored is not None
     assert stored.delivery.state is DeliveryState.UNDELIVERABLE
     assert sender.sent == []
+
+
+async def test_an_unreachable_channel_is_retried_until_the_message_is_too_old(
+    container: Container, clock: FixedClock, sender: RecordingSender
+) -> None:
+    container.delivery.max_attempts = 3
+    sender.results = [RetryLater("network down", transient=True)] * 20
+    message = await container.delivery.enqueue(await customer(container), "hi", kind="reply")
+    for _ in range(8):  # more attempts than max_attempts: an outage is not the message's fault
+        await container.delivery.drain()
+        clock.advance(minutes=5)
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.PENDING
+    assert stored.delivery.attempts == 8
+    clock.advance(hours=72)
+    await container.delivery.drain()
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.UNDELIVERABLE
+
+
+async def test_c3_2_2_a_customer_gets_messages_in_the_order_they_were_written(
+    container: Container, clock: FixedClock, sender: RecordingSender
+) -> None:
+    who = await customer(container)
+    sender.results = [RetryLater("429", after_seconds=30, throttled=True)]
+    first = await container.delivery.enqueue(who, "first", kind="reply")
+    await container.delivery.enqueue(who, "second", kind="reply")
+    await container.delivery.drain()  # the first waits; the second must wait behind it
+    assert sender.texts() == []
+    clock.advance(seconds=31)
+    await container.delivery.drain()
+    assert sender.texts() == ["first", "second"]
+    stored = await container.repos.messages.get(first.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.SENT

@@ -77,6 +77,10 @@ class TelegramChannel:
         self.dispatcher["staff_topics"] = self.staff_topics
         self.repos = repos
         self.dialogue = dialogue_service
+        # Registered once, here (start() may be retried); the bot id comes from the token.
+        self.dispatcher.update.outer_middleware(
+            OncePerUpdate(self.repos.inbound, self.repos.locks, self.bot.id)
+        )
         self.dispatcher.message.outer_middleware(
             FloodControl(
                 settings.telegram_flood_messages, settings.telegram_flood_seconds, self._slow_down
@@ -106,10 +110,7 @@ class TelegramChannel:
             ).register(app, path=WEBHOOK_PATH)
 
     async def start(self) -> None:
-        me = await self.bot.get_me()
-        self.dispatcher.update.outer_middleware(
-            OncePerUpdate(self.repos.inbound, self.repos.locks, me.id)
-        )
+        await self.bot.get_me()  # fails early on a wrong token or an unreachable API
         await set_menu(self.bot, self.i18n)
         allowed = self.dispatcher.resolve_used_update_types()
         url = self.settings.telegram_webhook_url

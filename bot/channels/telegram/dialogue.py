@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiogram import F, Router
 from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Message, User
 
-from bot.channels.telegram.keyboards import CONTROL, LANGUAGE, OPTION
+from bot.channels.telegram.keyboards import CONTROL, LANGUAGE, parse_option
 from bot.channels.telegram.render import show
 from bot.domain.flow import Command, Input
 from bot.domain.models import Attachment, Channel
@@ -41,7 +44,7 @@ async def on_photo(message: Message, dialogue: DialogueService, event_key: str) 
     assert message.photo  # noqa: S101 - the filter guarantees it
     biggest = message.photo[-1]
     attachment = Attachment(kind="photo", file_ref=biggest.file_id, size=biggest.file_size)
-    await _handle(message, dialogue, Input.file(attachment), event_key)
+    await _handle(message, dialogue, Input.file(attachment, message.caption or ""), event_key)
 
 
 async def on_document(message: Message, dialogue: DialogueService, event_key: str) -> None:
@@ -54,7 +57,7 @@ async def on_document(message: Message, dialogue: DialogueService, event_key: st
         mime_type=document.mime_type,
         size=document.file_size,
     )
-    await _handle(message, dialogue, Input.file(attachment), event_key)
+    await _handle(message, dialogue, Input.file(attachment, message.caption or ""), event_key)
 
 
 async def on_anything_else(message: Message, dialogue: DialogueService) -> None:
@@ -67,7 +70,10 @@ async def on_anything_else(message: Message, dialogue: DialogueService) -> None:
 
 
 async def on_button(callback: CallbackQuery, dialogue: DialogueService, event_key: str) -> None:
-    await callback.answer()  # first: the customer's button stops spinning at once
+    # First, so the button stops spinning at once. Telegram refuses answers to queries
+    # that are too old (after downtime): the press itself is still worth handling.
+    with contextlib.suppress(TelegramBadRequest):
+        await callback.answer()
     data = callback.data or ""
     user_id, hint = _who(callback.from_user)
     if data.startswith(LANGUAGE):
@@ -81,14 +87,17 @@ async def on_button(callback: CallbackQuery, dialogue: DialogueService, event_ke
             except ValueError:
                 inp = Input.command(Command.HELP)
         else:
-            inp = Input.choice(data.removeprefix(OPTION))
+            step, value = parse_option(data)
+            inp = Input.choice(value, step=step)
         replies = await dialogue.handle(
             Channel.TELEGRAM, user_id, inp, locale_hint=hint, idempotency_key=event_key
         )
     message = callback.message
     if isinstance(message, Message):
         # The question was answered: its buttons go, so an old prompt cannot be pressed again.
-        await message.edit_reply_markup(reply_markup=None)
+        # "Not modified" (pressed twice) or too old to edit: nothing left to do.
+        with contextlib.suppress(TelegramBadRequest):
+            await message.edit_reply_markup(reply_markup=None)
     assert callback.bot is not None  # noqa: S101 - set by the dispatcher
     await show(callback.bot, callback.from_user.id, replies)
 

@@ -12,8 +12,23 @@ TELEGRAM_TEXT_LIMIT = 4096
 LANGUAGES = (("zh_CN", "中文"), ("en", "English"))
 
 
-def _rows(options: tuple[RenderedOption, ...], per_row: int) -> list[list[InlineKeyboardButton]]:
-    buttons = [InlineKeyboardButton(text=o.label, callback_data=OPTION + o.value) for o in options]
+def option_data(step: str | None, value: str) -> str:
+    """`o:<step>:<value>`: a button answers the question it was shown with, no other."""
+    return f"{OPTION}{step}:{value}" if step else OPTION + value
+
+
+def parse_option(data: str) -> tuple[str | None, str]:
+    step, sep, value = data.removeprefix(OPTION).partition(":")
+    return (step, value) if sep else (None, step)
+
+
+def _rows(
+    options: tuple[RenderedOption, ...], step: str | None, per_row: int
+) -> list[list[InlineKeyboardButton]]:
+    buttons = [
+        InlineKeyboardButton(text=o.label, callback_data=option_data(step, o.value))
+        for o in options
+    ]
     return [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
 
 
@@ -22,7 +37,7 @@ def keyboard(reply: Rendered) -> InlineKeyboardMarkup | None:
         return None
     # Short labels (ratings) sit side by side; sentences get a row each.
     per_row = 5 if reply.step == "rating" else 2 if reply.step == "category" else 1
-    rows = _rows(reply.options, per_row)
+    rows = _rows(reply.options, reply.step, per_row)
     controls = [
         InlineKeyboardButton(text=c.label, callback_data=CONTROL + c.value.removeprefix("cmd:"))
         for c in reply.controls

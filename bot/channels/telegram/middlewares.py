@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -10,14 +11,25 @@ from datetime import timedelta
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject, Update, User
+from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.types import Chat, TelegramObject, Update, User
 
+from bot.storage import DatabaseUnavailable
+from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.inbound import InboundEventRepository
 from bot.storage.locks import LockRepository
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+TRANSIENT = (
+    DatabaseUnavailable,
+    ConcurrentUpdate,
+    TelegramNetworkError,
+    TelegramServerError,
+    TelegramRetryAfter,
+)
 
 
 class OncePerUpdate(BaseMiddleware):
@@ -29,10 +41,13 @@ class OncePerUpdate(BaseMiddleware):
     anything they store.
     """
 
-    def __init__(self, inbound: InboundEventRepository, locks: LockRepository, bot_id: int) -> None:
+    def __init__(
+        self, inbound: InboundEventRepository, locks: LockRepository, bot_id: int, tries: int = 5
+    ) -> None:
         self.inbound = inbound
         self.locks = locks
         self.bot_id = bot_id
+        self.tries = tries
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
@@ -47,11 +62,35 @@ class OncePerUpdate(BaseMiddleware):
             if await self.inbound.seen(key):
                 return None
             data["event_key"] = key
-            result = await handler(event, data)
+            result = await self._handle(handler, event, data)
             await self.inbound.mark(key)
             return result
         finally:
             await self.locks.release(lock)
+
+    async def _handle(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+        """Retry a handler that failed for a passing reason.
+
+        In long polling aiogram moves past an update whose handler failed, so giving
+        up here would lose the customer's message. Updates are handled one at a time,
+        so waiting here holds back the later ones, which keeps them in order. Handling
+        again is safe: the dialogue does not apply an input twice (`event_key`).
+        """
+        for attempt in range(1, self.tries + 1):
+            try:
+                return await handler(event, data)
+            except TRANSIENT as exc:
+                if attempt == self.tries:
+                    raise
+                delay = min(30.0, 0.5 * 2**attempt)
+                if isinstance(exc, TelegramRetryAfter):
+                    delay = float(exc.retry_after)
+                log.warning(
+                    "update handling failed; retrying",
+                    extra={"update_id": event.update_id, "cause": type(exc).__name__},
+                )
+                await asyncio.sleep(delay)
+        return None
 
 
 class FloodControl(BaseMiddleware):
@@ -71,8 +110,9 @@ class FloodControl(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
-        if user is None:
-            return await handler(event, data)
+        chat: Chat | None = data.get("event_chat")
+        if user is None or chat is None or chat.type != ChatType.PRIVATE:
+            return await handler(event, data)  # staff in their group are not throttled
         now = time.monotonic()
         times = self.recent.setdefault(user.id, deque())
         while times and now - times[0] > self.window:

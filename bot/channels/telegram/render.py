@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramRetryAfter
+from aiogram.exceptions import TelegramForbiddenError, TelegramRetryAfter
 from aiogram.types import InlineKeyboardMarkup
 
 from bot.channels.telegram.keyboards import chunks, keyboard
@@ -14,25 +15,34 @@ from bot.services.dialogue import Rendered
 # A reply is what the customer waits for right now: wait out Telegram's 429 a few times
 # rather than drop it. If it still fails, the update is not marked handled, and a
 # re-delivery shows the current question again (the dialogue does not apply it twice).
+log = logging.getLogger(__name__)
+
 REPLY_TRIES = 3
 LONGEST_WAIT_SECONDS = 30.0
 
 
-async def _send(bot: Bot, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> None:
+async def _send(bot: Bot, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> bool:
+    """Send one message; False when the chat is gone (blocked the bot, deleted)."""
     for attempt in range(1, REPLY_TRIES + 1):
         try:
             await bot.send_message(chat_id, text, reply_markup=markup)
+        except TelegramForbiddenError:
+            log.info("reply not sent: the customer blocked the bot")
+            return False
         except TelegramRetryAfter as exc:
             if attempt == REPLY_TRIES or exc.retry_after > LONGEST_WAIT_SECONDS:
                 raise
             await asyncio.sleep(exc.retry_after)
         else:
-            return
+            return True
+    return False
 
 
 async def show(bot: Bot, chat_id: int, replies: list[Rendered]) -> None:
     for reply in replies:
         parts = chunks(reply.text)
         for part in parts[:-1]:
-            await _send(bot, chat_id, part, None)
-        await _send(bot, chat_id, parts[-1], keyboard(reply))
+            if not await _send(bot, chat_id, part, None):
+                return
+        if not await _send(bot, chat_id, parts[-1], keyboard(reply)):
+            return

@@ -14,6 +14,7 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
+    TelegramUnauthorizedError,
 )
 
 from bot.channels.telegram.keyboards import chunks
@@ -26,46 +27,45 @@ GONE = ("chat not found", "user is deactivated", "bot was kicked", "have no righ
 class RateLimiter:
     """About 30 messages a second overall, 1 a second per chat, 20 a minute per group.
 
-    Per process: with several processes, lower the numbers or give Telegram
-    delivery to fewer of them (429s are still honoured either way).
+    Each send reserves its time slot under a lock and waits for it outside the lock,
+    so a chat that must wait (or a busy group) never holds up sends to other chats.
+    Per process: with several processes, lower the numbers or give Telegram delivery
+    to fewer of them (429s are still honoured either way).
     """
 
-    def __init__(self, per_second: int = 30, per_chat_seconds: float = 1.0) -> None:
-        self.per_second = per_second
+    def __init__(
+        self, per_second: int = 30, per_chat_seconds: float = 1.0, per_group_minute: int = 20
+    ) -> None:
+        self.interval = 1.0 / per_second
         self.per_chat_seconds = per_chat_seconds
-        self._recent: deque[float] = deque()
-        self._chat_last: dict[int, float] = {}
-        self._group_recent: dict[int, deque[float]] = {}
+        self.per_group_minute = per_group_minute
+        self._next_any = 0.0
+        self._next_in_chat: dict[int, float] = {}
+        self._group_slots: dict[int, deque[float]] = {}
         self._lock = asyncio.Lock()
+
+    def _reserve(self, chat_id: int, now: float) -> float:
+        slot = max(now, self._next_any)
+        self._next_any = slot + self.interval
+        slot = max(slot, self._next_in_chat.get(chat_id, 0.0))
+        if chat_id < 0:  # groups and supergroups: slots are in order within one group
+            slots = self._group_slots.setdefault(chat_id, deque())
+            while slots and slots[0] <= now - 60.0:
+                slots.popleft()
+            if len(slots) >= self.per_group_minute:
+                slot = max(slot, slots[-self.per_group_minute] + 60.0)
+            slots.append(slot)
+        self._next_in_chat[chat_id] = slot + self.per_chat_seconds
+        if len(self._next_in_chat) > 10_000:  # forget chats that are free again
+            self._next_in_chat = {c: t for c, t in self._next_in_chat.items() if t > now}
+        return slot
 
     async def wait(self, chat_id: int) -> None:
         async with self._lock:
-            while True:
-                now = time.monotonic()
-                while self._recent and now - self._recent[0] >= 1.0:
-                    self._recent.popleft()
-                waits = [0.0]
-                if len(self._recent) >= self.per_second:
-                    waits.append(1.0 - (now - self._recent[0]))
-                last = self._chat_last.get(chat_id)
-                if last is not None:
-                    waits.append(self.per_chat_seconds - (now - last))
-                if chat_id < 0:  # groups and supergroups
-                    group = self._group_recent.setdefault(chat_id, deque())
-                    while group and now - group[0] >= 60.0:
-                        group.popleft()
-                    if len(group) >= 20:
-                        waits.append(60.0 - (now - group[0]))
-                delay = max(waits)
-                if delay <= 0:
-                    break
-                await asyncio.sleep(delay)
-            self._recent.append(now)
-            self._chat_last[chat_id] = now
-            if chat_id < 0:
-                self._group_recent[chat_id].append(now)
-            if len(self._chat_last) > 10_000:  # forget chats idle for a while
-                self._chat_last = {c: t for c, t in self._chat_last.items() if now - t < 5}
+            slot = self._reserve(chat_id, time.monotonic())
+        delay = slot - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 class TelegramSender:
@@ -87,6 +87,7 @@ class TelegramSender:
             if any(reason in exc.message.lower() for reason in GONE):
                 return Undeliverable(f"telegram: {exc.message}")
             return RetryLater(f"telegram 400: {exc.message}")
-        except (TelegramNetworkError, TelegramServerError) as exc:
-            return RetryLater(f"telegram unreachable: {type(exc).__name__}")
+        except (TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError) as exc:
+            # Telegram (or our token) is the problem, not the message: keep it for later.
+            return RetryLater(f"telegram unreachable: {type(exc).__name__}", transient=True)
         return Sent()

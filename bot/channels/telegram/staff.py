@@ -67,6 +67,7 @@ class StaffTopics:
             ticket.id,
             event=TimelineEvent(kind="topic", actor="system", detail=str(topic.message_thread_id)),
             telegram_topic_id=topic.message_thread_id,
+            telegram_topic_chat_id=self.chat_id,
         )
         due = self.i18n.format_date(
             self.locale, self.tickets.calendar.local_date(ticket.response_due)
@@ -136,7 +137,7 @@ def staff_router(chat_id: int) -> Router:
         assert message.message_thread_id is not None  # noqa: S101 - the filter guarantees it
         if message.from_user is None or message.from_user.is_bot:
             return
-        ticket = await tickets.by_telegram_topic(message.message_thread_id)
+        ticket = await tickets.by_telegram_topic(message.chat.id, message.message_thread_id)
         if ticket is None:
             return
         staff_id = f"telegram:{message.from_user.id}"
@@ -146,6 +147,8 @@ def staff_router(chat_id: int) -> Router:
             await tickets.add_note(ticket.id, staff_id=staff_id, text=note)
             await message.reply(staff_topics.t(Text(NOTE_SAVED)))
             return
+        if text.startswith("/"):
+            return  # a command to a bot, not words for the customer
         await tickets.staff_reply(
             ticket.id, staff_id=staff_id, text=text, idempotency_key=event_key
         )
