@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.channels.form import FORM_PAGES, register_form_routes
 from bot.channels.telegram import TelegramChannel
 from bot.channels.widget import WidgetChannel
 from bot.config import Settings
@@ -64,6 +65,7 @@ class Container:
             clock,
             lease_seconds=settings.delivery_lease_seconds,
             max_attempts=settings.delivery_max_attempts,
+            give_up_hours=settings.delivery_give_up_hours,
             poll_seconds=settings.delivery_poll_seconds,
         )
         tickets = TicketService(
@@ -184,6 +186,14 @@ def build_app(container: Container) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     container.widget.attach(app)
+    settings = container.settings
+    app[FORM_PAGES] = register_form_routes(
+        app,
+        container,
+        secret=settings.form_link_secret.get_secret_value(),
+        telegram_username=settings.telegram_bot_username,
+        public_url=settings.public_url,
+    )
     if container.telegram is not None:
         container.telegram.register_webhook(app)
 

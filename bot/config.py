@@ -7,6 +7,7 @@ the table. `Settings()` is built once in the CLI and passed down.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -92,6 +93,9 @@ class Settings(BaseSettings):
     delivery_lease_seconds: float = Field(
         default=30, gt=0, description="How long a claimed message is reserved for one sender."
     )
+    delivery_give_up_hours: float = Field(
+        default=72, gt=0, description="While a channel is unreachable, how long to keep trying."
+    )
     delivery_max_attempts: int = Field(
         default=12, ge=1, description="Attempts before a message is marked undeliverable."
     )
@@ -127,6 +131,18 @@ class Settings(BaseSettings):
     )
     telegram_flood_seconds: float = Field(
         default=10.0, gt=0, description="The flood window (seconds)."
+    )
+
+    # Public pages: the online form (/feedback) and the list of channels (/channels)
+    public_url: str | None = Field(
+        default=None, description="Public base URL shown on /channels. Unset: from the request."
+    )
+    form_link_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
+        description="HMAC key of the form's confirmation link. Set it when several processes run.",
+    )
+    telegram_bot_username: str | None = Field(
+        default=None, description="The bot's @username, for the link on /channels."
     )
 
     # The in-app widget (Socket.IO namespace /widget) and its uploads
