@@ -9,7 +9,9 @@ export PYTHONPATH := $(CURDIR)
 setup:
 	@scripts/setup.sh
 
-run: setup
+# Running needs no browser: skip installing chromium (only the browser tests use it).
+run:
+	@BOT_SKIP_CHROMIUM=1 scripts/setup.sh
 	$(PY) -m bot serve
 
 chat: setup

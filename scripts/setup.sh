@@ -6,6 +6,9 @@
 #   - the project's venv, keyed by the lock file and the Python version
 #   - the FerretDB binary (embedded MongoDB-wire server), keyed by its version
 #   - compiled gettext catalogs (.mo), next to their .po files
+#   - the chat widget's bundle (widget/dist/widget.js), its npm packages from the
+#     lock file (npm's download cache under the cache directory)
+#   - Debian's chromium for the browser tests (BOT_SKIP_CHROMIUM=1 skips it)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,5 +55,48 @@ fi
 
 # 4. Message catalogs: .po files are the source, .mo files are built.
 (cd "$ROOT" && "$VENV/bin/pybabel" compile --statistics -d locales -D messages 2>&1 | sed 's/^/[setup] /' >&2)
+
+# 5. The chat widget: npm packages exactly as locked (reinstalled only when the lock
+#    file changes: its hash is stamped into node_modules), then the esbuild bundle
+#    (rebuilt only when a source or the lock file is newer than the bundle).
+WIDGET="$ROOT/widget"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: Node.js 18 or newer with npm is required to build the chat widget (widget/)." >&2
+  echo "setup: install them (Debian: apt-get install nodejs npm) and run again." >&2
+  exit 1
+fi
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 18 ? 1 : 0)'; then
+  echo "setup: Node.js 18 or newer is required to build the chat widget (found: $(node --version))." >&2
+  exit 1
+fi
+lock_sum=$(sha256sum "$WIDGET/package-lock.json" | cut -d' ' -f1)
+stamp="$WIDGET/node_modules/.package-lock.sha256"
+if [ ! -d "$WIDGET/node_modules" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
+  log "installing the widget's npm packages"
+  (cd "$WIDGET" && npm_config_cache="$CACHE/npm" npm ci --no-audit --no-fund --loglevel=error 2>&1 |
+    sed '/^[[:space:]]*$/d; s/^/[setup] /' >&2)
+  printf '%s\n' "$lock_sum" >"$stamp"
+fi
+bundle="$WIDGET/dist/widget.js"
+if [ ! -f "$bundle" ] ||
+  [ -n "$(find "$WIDGET/src" "$WIDGET/package.json" "$WIDGET/package-lock.json" -newer "$bundle" -print -quit)" ]; then
+  log "building the widget"
+  (cd "$WIDGET" && npm run --silent build 2>&1 | sed '/^[[:space:]]*$/d; s/^/[setup] /' >&2)
+fi
+
+# 6. Chromium for the browser tests: Debian's package, driven by Playwright with
+#    executable_path (never `playwright install`, which downloads its own browser).
+if [ "${BOT_SKIP_CHROMIUM:-}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium for the browser tests (apt-get)"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; then
+      log "warning: could not install chromium; the browser tests will fail (BOT_SKIP_CHROMIUM=1 skips this step)"
+    fi
+  else
+    log "the browser tests need /usr/bin/chromium: install the Debian package 'chromium'"
+    log "(sudo apt-get install --no-install-recommends chromium), or set BOT_SKIP_CHROMIUM=1"
+  fi
+fi
 
 log "ready: $VENV"

@@ -415,3 +415,15 @@ async def test_the_service_survives_a_burst_of_connections(service: Service) -> 
     answers = await asyncio.gather(*(tab.send("command", "start") for tab in tabs))
     assert all(a["ok"] for a in answers)
     await asyncio.gather(*(tab.disconnect() for tab in tabs))
+
+
+async def test_c3_1_7_a_repeated_click_on_i_agree_does_not_answer_the_next_question(
+    visitor: WidgetVisitor,
+) -> None:
+    await visitor.send("command", "start")
+    click = {"client_id": "click-001", "kind": "choice", "value": "yes", "step": "notice"}
+    await visitor.call("input", click)
+    late = await visitor.call(
+        "input", {"client_id": "click-002", "kind": "choice", "value": "yes", "step": "notice"}
+    )
+    assert [r["step"] for r in late["replies"]] == ["expanded_use"]  # asked, not answered

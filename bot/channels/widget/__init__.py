@@ -256,7 +256,7 @@ class WidgetChannel:
         if data.kind == "text":
             return Input.text(data.value)
         if data.kind == "choice":
-            return Input.choice(data.value)
+            return Input.choice(data.value, step=data.step)
         if data.kind == "command":
             command = COMMANDS.get(data.value)
             return None if command is None else Input.command(command)

@@ -41,6 +41,8 @@ class WidgetInput(Strict):
     # The configured text limit is checked after this (with a clear "too long" answer);
     # this bound only keeps absurd payloads out of the dialogue.
     value: Annotated[Clean, StringConstraints(max_length=20000)]
+    # With a choice: the step of the question whose button was clicked (see Input.step).
+    step: Annotated[Token, StringConstraints(max_length=32)] | None = None
 
 
 class LanguageChoice(Strict):

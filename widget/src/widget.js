@@ -1,0 +1,625 @@
+// The widget's behaviour: the protocol of docs/widget-protocol.md on one side, the View
+// on the other.
+import { io } from "socket.io-client";
+import { Store, Conversation } from "./store.js";
+import { Strings, fetchStrings } from "./strings.js";
+import { View } from "./view.js";
+import { isObject, randomId, sleep, str, toBcp47 } from "./util.js";
+
+const ACK_TIMEOUT_MS = 15000;
+const TYPING_REFRESH_MS = 4000; // while typing, say so again this often
+const TYPING_IDLE_MS = 5000; // after this long without a keystroke, stop saying so
+const STAFF_TYPING_MAX_MS = 15000; // hide the indicator if the "stopped" event is lost
+const RETRY_MIN_MS = 2000;
+const RETRY_MAX_MS = 60000;
+const STALE_ANSWER_MS = 60 * 60 * 1000;
+
+class Offline extends Error {}
+class Timeout extends Error {}
+
+// Lone surrogates are refused by the server; a pasted half of an emoji becomes U+FFFD.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const wellFormed = (s) => s.replace(LONE_SURROGATE, "\uFFFD");
+
+function isMessage(m) {
+  return isObject(m) && Number.isInteger(m.seq) && m.seq > 0 && typeof m.author === "string";
+}
+
+function isPrompt(p) {
+  return isObject(p) && typeof p.text === "string";
+}
+
+function samePrompt(a, b) {
+  return !!a && !!b && JSON.stringify(a) === JSON.stringify(b);
+}
+
+export class Widget {
+  constructor(options, defaultServer) {
+    const server = str(options.server) || defaultServer;
+    this.server = server.replace(/\/+$/, "");
+    this.user = options.user == null || options.user === "" ? null : String(options.user);
+    this.signature = this.user && options.signature ? String(options.signature) : null;
+    this.hostLocale =
+      str(options.locale) || (typeof navigator !== "undefined" ? navigator.language : "") || "en";
+
+    this.store = new Store();
+    this.visitor = this.store.visitor();
+    const who = this.user ? `user:${this.user}` : `visitor:${this.visitor}`;
+    this.conv = new Conversation(this.store, `conv:${this.server}:${who}`);
+    this.strings = new Strings();
+    this.stringsGeneration = 0;
+
+    this.socket = null;
+    this.connected = false;
+    this.ready = false;
+    this.wantOpen = false;
+    this.stateKnown = false; // a `state` event arrived: we know whether a flow runs
+    this.prompt = null; // {data, el, box}: the current question, if any
+    this.shown = new Set(); // seqs on screen
+    this.echoes = new Map(); // client_id -> element of a local copy of the customer's input
+    this.pending = new Set(); // cancel functions of acknowledgements still awaited
+    this.flushing = false;
+    this.retryTimer = null;
+    this.retryDelay = RETRY_MIN_MS;
+    this.reconnectTimer = null;
+    this.reconnectDelay = RETRY_MIN_MS;
+    this.pendingLanguage = null;
+    this.typingSentAt = 0;
+    this.typingIdleTimer = null;
+    this.staffTypingTimer = null;
+
+    this.view = new View({
+      toggle: () => (this.view.isOpen() ? this.close() : this.open()),
+      close: () => this.close(),
+      language: () => this.switchLanguage(),
+      start: () => this.command("start"),
+      text: (text) => this.sendText(text),
+      choice: (value, label) => this.choice(value, label),
+      command: (value) => this.command(String(value).replace(/^cmd:/, "")),
+      files: (files) => this.upload(files),
+      typing: (active) => this.typing(active),
+    });
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  async start() {
+    this.view.setStrings((k, p) => this.strings.t(k, p), toBcp47(this.locale()));
+    this.restore();
+    this.connect();
+    await Promise.race([this.loadStrings(this.locale()), sleep(4000)]);
+    await bodyReady();
+    this.view.mount();
+    this.view.reveal();
+    this.ready = true;
+    if (this.wantOpen) this.open();
+  }
+
+  // An answer to the current question (or a command) is on its way: its buttons stay
+  // hidden until it is acknowledged, so a double click cannot answer the next question.
+  get busy() {
+    return this.conv.outbox.some((e) => e.kind === "choice" || e.kind === "command");
+  }
+
+  locale() {
+    return this.strings.locale || this.conv.locale || this.hostLocale;
+  }
+
+  // Only the latest request counts: an older answer arriving late must not win.
+  async loadStrings(locale) {
+    const generation = ++this.stringsGeneration;
+    try {
+      const { locale: got, strings } = await fetchStrings(this.server, toBcp47(locale));
+      if (generation !== this.stringsGeneration) return false;
+      this.applyStrings(got || locale, strings);
+      return true;
+    } catch {
+      return false; // keys stand in; retried when the socket connects
+    }
+  }
+
+  applyStrings(locale, table) {
+    this.stringsGeneration += 1;
+    if (!this.strings.apply(locale, table)) return;
+    this.view.setStrings((k, p) => this.strings.t(k, p), toBcp47(this.strings.locale));
+  }
+
+  // What a reload shows before the server answers: the inputs not yet acknowledged.
+  restore() {
+    // An answer to a question or a command left unsent for long would now answer
+    // whatever the flow asks today: drop those. Typed words and files are kept.
+    const stale = Date.now() - STALE_ANSWER_MS;
+    this.conv.outbox = this.conv.outbox.filter(
+      (e) => (e.kind !== "choice" && e.kind !== "command") || (Number(e.at) || 0) > stale,
+    );
+    for (const entry of this.conv.outbox) this.echo(entry);
+    this.view.setUnread(this.conv.unread);
+  }
+
+  open() {
+    if (!this.ready) {
+      this.wantOpen = true;
+      return;
+    }
+    this.view.setOpen(true);
+    if (this.conv.unread) {
+      this.conv.unread = 0;
+      this.conv.save();
+    }
+    this.view.setUnread(0);
+  }
+
+  close() {
+    this.wantOpen = false;
+    if (this.ready) this.view.setOpen(false);
+  }
+
+  // ------------------------------------------------------------------ connection
+
+  auth() {
+    const auth = { visitor: this.visitor };
+    if (this.user) {
+      auth.user = this.user;
+      if (this.signature) auth.signature = this.signature;
+    }
+    auth.locale = toBcp47(this.locale());
+    auth.last_seq = this.conv.lastSeq;
+    return auth;
+  }
+
+  connect() {
+    // auth as a function: socket.io-client calls it on every (re)connect, so last_seq
+    // is always the latest one shown.
+    const socket = io(`${this.server}/widget`, {
+      auth: (cb) => cb(this.auth()),
+      transports: ["websocket", "polling"],
+      tryAllTransports: true,
+      reconnectionDelay: 1000,
+      reconnectionDelayMax: 15000,
+    });
+    this.socket = socket;
+    this.view.setStatus("connecting");
+
+    socket.on("connect", () => this.onConnect());
+    socket.on("disconnect", (reason) => this.onDisconnect(reason));
+    socket.on("connect_error", (err) => this.onConnectError(err));
+    socket.on("history", (data) => this.onHistory(data));
+    socket.on("state", (data) => this.onState(data));
+    socket.on("message", (m) => {
+      if (isMessage(m)) this.showMessage(m, { unread: true });
+    });
+    socket.on("typing", (data) => this.onStaffTyping(data));
+  }
+
+  onConnect() {
+    this.connected = true;
+    this.reconnectDelay = RETRY_MIN_MS;
+    clearTimeout(this.reconnectTimer);
+    this.view.setStatus("online");
+    this.view.showError(null);
+    if (!this.strings.loaded) this.loadStrings(this.locale());
+    this.flush();
+    if (this.pendingLanguage) this.sendLanguage(this.pendingLanguage);
+  }
+
+  onDisconnect(reason) {
+    this.connected = false;
+    this.view.setStatus("offline");
+    this.view.setTyping(false);
+    for (const cancel of Array.from(this.pending)) cancel();
+    // The server closed the namespace: socket.io-client does not come back by itself.
+    if (reason === "io server disconnect") this.reconnectLater();
+  }
+
+  onConnectError(err) {
+    this.connected = false;
+    this.view.setStatus("offline");
+    const data = err && isObject(err.data) ? err.data : null;
+    if (data && typeof data.code === "string") {
+      this.view.showError(str(data.message) || this.strings.t("error"));
+    }
+    if (this.socket.active) return; // a transport failure: socket.io retries by itself
+    // Refused by the server. bad_auth and bad_signature would be refused again the
+    // same way; anything else (rate_limited) is worth another try later.
+    if (!data || (data.code !== "bad_auth" && data.code !== "bad_signature")) this.reconnectLater();
+  }
+
+  reconnectLater() {
+    clearTimeout(this.reconnectTimer);
+    const delay = this.reconnectDelay * (0.75 + Math.random() / 2);
+    this.reconnectDelay = Math.min(this.reconnectDelay * 2, RETRY_MAX_MS);
+    this.reconnectTimer = setTimeout(() => {
+      if (this.socket && !this.socket.connected && !this.socket.active) this.socket.connect();
+    }, delay);
+  }
+
+  // An emit that resolves with the acknowledgement, and rejects on timeout or when the
+  // connection drops first (the outbox then resends after the reconnect).
+  request(event, payload, timeoutMs = ACK_TIMEOUT_MS) {
+    return new Promise((resolve, reject) => {
+      if (!this.socket || !this.connected) {
+        reject(new Offline());
+        return;
+      }
+      let settled = false;
+      const settle = (fn, value) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.pending.delete(cancel);
+        fn(value);
+      };
+      const cancel = () => settle(reject, new Offline());
+      const timer = setTimeout(() => settle(reject, new Timeout()), timeoutMs);
+      this.pending.add(cancel);
+      this.socket.emit(event, payload, (ack) => settle(resolve, ack));
+    });
+  }
+
+  errorText(ack) {
+    const message = isObject(ack) && isObject(ack.error) ? str(ack.error.message) : "";
+    return message || this.strings.t("error");
+  }
+
+  // ------------------------------------------------------------------ server events
+
+  onHistory(data) {
+    const messages = isObject(data) && Array.isArray(data.messages) ? data.messages : [];
+    // Unread: what this browser has not shown before. A first visit (or a new device of
+    // a signed-in user) just shows the history.
+    const before = this.conv.readSeq;
+    for (const m of messages) {
+      if (isMessage(m)) this.showMessage(m, { unread: before > 0 && m.seq > before, save: false });
+    }
+    this.conv.save();
+  }
+
+  onState(data) {
+    if (!isObject(data)) return;
+    this.stateKnown = true;
+    if (typeof data.locale === "string" && data.locale) {
+      if (this.conv.locale !== data.locale) {
+        this.conv.locale = data.locale;
+        this.conv.save();
+      }
+      if (data.locale !== this.strings.locale) this.loadStrings(data.locale);
+    }
+    const prompt = isPrompt(data.prompt) ? data.prompt : null;
+    if (!prompt) {
+      this.setPrompt(null);
+    } else if (!(this.prompt && samePrompt(this.prompt.data, prompt))) {
+      this.showReplies([prompt]);
+    } else {
+      this.refreshPrompt();
+    }
+  }
+
+  onStaffTyping(data) {
+    const on = isObject(data) && data.typing === true;
+    clearTimeout(this.staffTypingTimer);
+    this.view.setTyping(on);
+    if (on) this.staffTypingTimer = setTimeout(() => this.view.setTyping(false), STAFF_TYPING_MAX_MS);
+  }
+
+  showMessage(m, { unread, save = true }) {
+    if (this.shown.has(m.seq)) return;
+    this.shown.add(m.seq);
+    const message = {
+      seq: m.seq,
+      id: str(m.id),
+      author: m.author,
+      kind: str(m.kind),
+      text: str(m.text),
+      at: str(m.at),
+      attachments: Array.isArray(m.attachments) ? m.attachments.filter(isObject) : [],
+    };
+    this.view.appendStored(this.view.item(message), m.seq);
+    if (m.seq > this.conv.lastSeq) this.conv.lastSeq = m.seq;
+    if (m.author === "staff") {
+      clearTimeout(this.staffTypingTimer);
+      this.view.setTyping(false);
+    }
+    if (unread && m.author !== "customer" && !this.view.isOpen()) {
+      this.conv.unread += 1;
+      this.view.setUnread(this.conv.unread);
+    }
+    if (save) this.conv.save();
+  }
+
+  // ------------------------------------------------------------------ prompts
+
+  // Replies are drawn in order; the last one with a step is the question now asked.
+  // Replies without any step mean no flow runs any more (cancelled, finished, help
+  // outside a flow): the start button comes back.
+  showReplies(replies) {
+    const list = Array.isArray(replies) ? replies.filter(isPrompt) : [];
+    if (!list.length) {
+      this.refreshPrompt();
+      return;
+    }
+    let current = null;
+    for (const reply of list) {
+      const el = this.view.append(this.view.promptItem(reply));
+      if (reply.step) current = { data: reply, el };
+    }
+    this.setPrompt(current);
+  }
+
+  setPrompt(current) {
+    if (this.prompt && this.prompt.box) {
+      this.view.keepFocus(this.prompt.box);
+      this.prompt.box.remove();
+    }
+    this.prompt = current;
+    if (current) current.box = null;
+    this.refreshPrompt();
+  }
+
+  // Draws the current question's buttons (hidden while an answer is on its way), or
+  // the start button when no flow runs.
+  refreshPrompt() {
+    const p = this.prompt;
+    const wanted = !!p && !this.busy;
+    if (p && p.box && !wanted) {
+      this.view.keepFocus(p.box);
+      p.box.remove();
+      p.box = null;
+    }
+    if (wanted && !p.box) {
+      const stick = this.view.nearEnd();
+      p.box = this.view.promptControls(p.data);
+      p.el.appendChild(p.box);
+      if (stick) this.view.scrollToEnd();
+    }
+    this.view.showAttach(!!p && p.data.input === "attachments");
+    this.view.showStart(!p && this.stateKnown && !this.busy);
+  }
+
+  // ------------------------------------------------------------------ inputs
+
+  sendText(text) {
+    const value = wellFormed(text);
+    this.typing(false);
+    this.enqueue("text", value, { text: value, attachments: [] });
+    return true;
+  }
+
+  // A choice names the question it answers, so a late or repeated click cannot answer
+  // the next one.
+  choice(value, label) {
+    const step = this.prompt && this.prompt.data ? this.prompt.data.step : null;
+    this.enqueue("choice", value, { text: label, attachments: [] }, step);
+  }
+
+  command(name) {
+    this.enqueue("command", name, null);
+  }
+
+  enqueue(kind, value, echo, step = null) {
+    this.view.showError(null);
+    const entry = { client_id: randomId(16), kind, value, echo, at: Date.now() };
+    if (typeof step === "string" && step) entry.step = step;
+    this.conv.outbox.push(entry);
+    this.conv.save();
+    this.echo(entry);
+    if (kind === "choice" || kind === "command") this.refreshPrompt();
+    this.flush();
+  }
+
+  // The customer's own input, shown at once, marked pending until acknowledged.
+  echo(entry) {
+    if (!entry.echo) return;
+    const el = this.view.item({
+      author: "customer",
+      text: entry.echo.text,
+      attachments: entry.echo.attachments,
+    });
+    el.setAttribute("data-client-id", entry.client_id);
+    el.setAttribute("data-pending", "true");
+    this.echoes.set(entry.client_id, el);
+    this.view.append(el, { mine: true });
+  }
+
+  // Sends the outbox in order, one acknowledgement at a time. Inputs stay in the outbox
+  // until acknowledged; the server ignores a client_id it has seen, so resending is safe.
+  async flush() {
+    if (this.flushing) return;
+    this.flushing = true;
+    clearTimeout(this.retryTimer);
+    try {
+      while (this.connected && this.conv.outbox.length) {
+        const entry = this.conv.outbox[0];
+        let ack;
+        try {
+          const input = { client_id: entry.client_id, kind: entry.kind, value: entry.value };
+          if (typeof entry.step === "string") input.step = entry.step;
+          ack = await this.request("input", input);
+        } catch (err) {
+          if (err instanceof Timeout) this.retryLater();
+          return; // Offline: the next connect flushes again
+        }
+        if (isObject(ack) && ack.ok === true) {
+          this.dequeue(entry);
+          this.retryDelay = RETRY_MIN_MS;
+          this.acknowledged(entry, ack);
+          continue;
+        }
+        const code = isObject(ack) && isObject(ack.error) ? ack.error.code : null;
+        this.view.showError(this.errorText(ack));
+        if (code === "unavailable" || code === "rate_limited") {
+          this.retryLater(); // nothing was stored: the same input, later
+          return;
+        }
+        this.dequeue(entry); // refused for good: changes nothing, so drop it
+        this.refused(entry);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  retryLater() {
+    clearTimeout(this.retryTimer);
+    const delay = this.retryDelay * (0.75 + Math.random() / 2);
+    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => this.flush(), delay);
+  }
+
+  dequeue(entry) {
+    const i = this.conv.outbox.indexOf(entry);
+    if (i >= 0) this.conv.outbox.splice(i, 1);
+    this.conv.save();
+  }
+
+  acknowledged(entry, ack) {
+    const el = this.echoes.get(entry.client_id);
+    this.echoes.delete(entry.client_id);
+    if (el) {
+      el.removeAttribute("data-pending");
+      if (Number.isInteger(ack.seq) && ack.seq > 0) {
+        el.setAttribute("data-seq", String(ack.seq));
+        if (!this.shown.has(ack.seq)) {
+          // Stored as a message of the conversation, and on screen already. last_seq is
+          // left alone (a staff message with a lower seq may still be on its way).
+          this.shown.add(ack.seq);
+        } else {
+          el.remove(); // the stored copy is already on screen
+        }
+      }
+    }
+    this.showReplies(ack.replies);
+  }
+
+  refused(entry) {
+    const el = this.echoes.get(entry.client_id);
+    this.echoes.delete(entry.client_id);
+    if (el) {
+      el.removeAttribute("data-pending");
+      el.setAttribute("data-failed", "true");
+    }
+    this.refreshPrompt();
+  }
+
+  typing(active) {
+    const now = Date.now();
+    clearTimeout(this.typingIdleTimer);
+    if (active) {
+      if (now - this.typingSentAt > TYPING_REFRESH_MS) {
+        this.typingSentAt = now;
+        this.request("typing", { typing: true }).catch(() => {});
+      }
+      this.typingIdleTimer = setTimeout(() => this.typing(false), TYPING_IDLE_MS);
+    } else if (this.typingSentAt) {
+      this.typingSentAt = 0;
+      this.request("typing", { typing: false }).catch(() => {});
+    }
+  }
+
+  // ------------------------------------------------------------------ language
+
+  switchLanguage() {
+    const target = String(this.locale()).toLowerCase().startsWith("zh") ? "en" : "zh_CN";
+    if (this.connected) {
+      this.sendLanguage(target);
+      return;
+    }
+    // Offline: relabel now, tell the server when the connection is back.
+    this.pendingLanguage = target;
+    this.conv.locale = target;
+    this.conv.save();
+    this.loadStrings(target);
+  }
+
+  async sendLanguage(target) {
+    this.view.showError(null);
+    let ack;
+    try {
+      ack = await this.request("language", { locale: target });
+    } catch {
+      this.pendingLanguage = target;
+      return;
+    }
+    this.pendingLanguage = null;
+    if (!isObject(ack) || ack.ok !== true) {
+      this.view.showError(this.errorText(ack));
+      return;
+    }
+    this.conv.locale = target;
+    this.conv.save();
+    if (isObject(ack.strings)) this.applyStrings(target, ack.strings);
+    else await this.loadStrings(target);
+    this.showReplies(ack.replies);
+  }
+
+  // ------------------------------------------------------------------ uploads
+
+  async upload(files) {
+    for (const file of files) {
+      if (!(await this.uploadOne(file))) break;
+    }
+  }
+
+  async uploadOne(file) {
+    this.view.showError(null);
+    if (!this.connected) {
+      this.view.showError(this.strings.t("offline"));
+      return false;
+    }
+    this.view.setNotice("uploading");
+    try {
+      let grant;
+      try {
+        grant = await this.request("upload", {});
+      } catch {
+        this.view.showError(this.strings.t("upload_failed"));
+        return false;
+      }
+      if (!isObject(grant) || grant.ok !== true || typeof grant.url !== "string" || typeof grant.token !== "string") {
+        this.view.showError(this.errorText(grant));
+        return false;
+      }
+      this.view.setAccept(grant.types);
+      const tooBig = Number.isInteger(grant.max_bytes) && file.size > grant.max_bytes;
+      const types = Array.isArray(grant.types) ? grant.types : [];
+      const wrongType = types.length > 0 && file.type && !types.includes(file.type);
+      if (tooBig || wrongType) {
+        this.view.showError(this.strings.t("upload_failed"));
+        return false;
+      }
+      const body = new FormData();
+      body.append("file", file, file.name);
+      let res;
+      let result = null;
+      try {
+        res = await fetch(new URL(grant.url, `${this.server}/`).href, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${grant.token}` },
+          body,
+          credentials: "omit",
+        });
+        result = await res.json().catch(() => null);
+      } catch {
+        this.view.showError(this.strings.t("upload_failed"));
+        return false;
+      }
+      if (!res.ok || !isObject(result) || typeof result.upload_id !== "string") {
+        const message = isObject(result) && isObject(result.error) ? str(result.error.message) : "";
+        this.view.showError(message || this.strings.t("upload_failed"));
+        return false;
+      }
+      const name = str(result.name) || file.name;
+      const kind = str(result.mime_type || file.type).startsWith("image/") ? "photo" : "document";
+      this.enqueue("file", result.upload_id, { text: "", attachments: [{ name, kind }] });
+      return true;
+    } finally {
+      this.view.setNotice(null);
+    }
+  }
+}
+
+function bodyReady() {
+  if (document.body) return Promise.resolve();
+  return new Promise((resolve) => {
+    document.addEventListener("DOMContentLoaded", () => resolve(), { once: true });
+  });
+}
