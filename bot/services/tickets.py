@@ -39,9 +39,17 @@ log = logging.getLogger(__name__)
 
 ACK = N_(
     "Thank you, we have received your feedback. Your reference number is {reference}. "
-    "We will give you our first response by {due} ({days} working days). "
-    "You can check its status at any time with /status."
+    "We will give you our first response by {due} ({days} working days)."
 )
+# What the customer can do next depends on where they are.
+ACK_NEXT = {
+    Channel.TELEGRAM: N_("You can check its status at any time with /status."),
+    Channel.TERMINAL: N_("You can check its status at any time with /status."),
+    Channel.WIDGET: N_(
+        "Our replies appear in this chat, also when you come back later. "
+        "Send /status to see how your feedback is going."
+    ),
+}
 STATUS_CHANGED = N_("Update on your feedback {reference}: {status}.")
 STATUS_CHANGED_WITH_MESSAGE = N_("Update on your feedback {reference}: {status}.\n\n{message}")
 STAFF_REPLY = N_("Reply from our team about {reference}:\n\n{message}")
@@ -152,17 +160,19 @@ class TicketService:
         return ticket
 
     async def _acknowledge(self, customer: Customer, ticket: Ticket) -> None:
-        text = self.i18n.render(
-            customer.locale,
-            Text(
-                ACK,
-                {
-                    "reference": ticket.reference,
-                    "due": self._format_due(ticket, customer.locale),
-                    "days": self.deadlines.first_response_days,
-                },
-            ),
-        )
+        params: dict[str, Param] = {
+            "reference": ticket.reference,
+            "due": self._format_due(ticket, customer.locale),
+            "days": self.deadlines.first_response_days,
+        }
+        ack = Text(ACK, params)
+        follow_up = ACK_NEXT.get(customer.channel)
+        if follow_up is not None:  # sentences are joined as each language joins them
+            ack = Text(
+                N_("{acknowledgement} {next_step}"),
+                {"acknowledgement": ack, "next_step": Text(follow_up)},
+            )
+        text = self.i18n.render(customer.locale, ack)
         await self.delivery.enqueue(
             customer, text, kind="ack", ticket_id=ticket.id, idempotency_key=f"ack:{ticket.id}"
         )

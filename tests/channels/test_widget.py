@@ -427,3 +427,32 @@ async def test_c3_1_7_a_repeated_click_on_i_agree_does_not_answer_the_next_quest
         "input", {"client_id": "click-002", "kind": "choice", "value": "yes", "step": "notice"}
     )
     assert [r["step"] for r in late["replies"]] == ["expanded_use"]  # asked, not answered
+
+
+async def test_the_ack_says_when_the_flow_is_over(visitor: WidgetVisitor) -> None:
+    ack = await visitor.send("command", "start")
+    assert ack["prompt"]["step"] == "notice"
+    ack = await visitor.send("command", "cancel")
+    assert ack["prompt"] is None
+
+
+async def test_typed_commands_work_and_never_land_on_the_ticket(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    acknowledgement = await visitor.give_feedback()
+    assert "Our replies appear in this chat" in acknowledgement["text"]
+    assert "/status" in acknowledgement["text"]
+    status = await visitor.send("text", "/status")
+    reference = acknowledgement["text"].split("reference number is ")[1].split(".")[0]
+    assert reference in status["replies"][0]["text"]
+    assert status["seq"] is None
+    helped = await visitor.send("text", "/privacy")
+    assert "Give feedback" in helped["replies"][0]["text"]
+    started = await visitor.send("text", "/start")
+    assert started["prompt"]["step"] == "category"  # consents given once are not asked again
+    customer = await service.container.repos.customers.find(
+        Channel.WIDGET, f"visitor:{visitor.visitor}"
+    )
+    assert customer is not None
+    stored = await service.container.repos.messages.after_seq(customer.id, 0)
+    assert not [m for m in stored if m.direction is Direction.INBOUND]

@@ -37,9 +37,6 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
-const reducedMotion = () =>
-  typeof matchMedia === "function" && matchMedia("(prefers-reduced-motion: reduce)").matches;
-
 export class View {
   constructor(handlers) {
     this.handlers = handlers;
@@ -269,7 +266,7 @@ export class View {
     this.root.setAttribute("data-open", String(open));
     this.launcher.setAttribute("aria-expanded", String(open));
     if (open) {
-      this.scrollToEnd(true);
+      this.scrollToEnd();
       this.input.focus();
     } else if (this.shadow.activeElement && this.shadow.activeElement !== this.launcher) {
       this.launcher.focus();
@@ -397,13 +394,11 @@ export class View {
     return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
   }
 
-  scrollToEnd(instant = false) {
+  // Instantly: during a smooth scroll the list is not "near the end" yet, so a message
+  // arriving meanwhile would not follow, and the newest message would stay out of view.
+  scrollToEnd() {
     const m = this.messages;
-    if (typeof m.scrollTo === "function") {
-      m.scrollTo({ top: m.scrollHeight, behavior: instant || reducedMotion() ? "auto" : "smooth" });
-    } else {
-      m.scrollTop = m.scrollHeight;
-    }
+    m.scrollTop = m.scrollHeight;
   }
 
   // A prompt: its text as an assistant message; when it is the current question, its

@@ -488,6 +488,8 @@ export class Widget {
       }
     }
     this.showReplies(ack.replies);
+    // The question now asked, after this input; null: the flow is over (sent, cancelled).
+    if ("prompt" in ack && !isPrompt(ack.prompt)) this.setPrompt(null);
   }
 
   refused(entry) {

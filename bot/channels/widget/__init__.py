@@ -26,12 +26,14 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import ValidationError
 
 from bot.channels.widget.schemas import Empty, LanguageChoice, Typing, WidgetAuth, WidgetInput
+from bot.channels.widget.strings import HELP as WIDGET_HELP
 from bot.channels.widget.strings import error, ui_strings
 from bot.channels.widget.uploads import UploadRejected, receive
 from bot.config import ROOT, Settings
 from bot.domain.flow import Command, Input
 from bot.domain.models import Attachment, Channel, Customer, Message
 from bot.domain.privacy import conversation_key
+from bot.domain.text import Text
 from bot.i18n import I18n
 from bot.metrics import Metrics
 from bot.services.delivery import DeliveryService, SendResult, Sent
@@ -242,18 +244,52 @@ class WidgetChannel:
             unavailable = error(self.i18n, visitor.locale, "unavailable")
             await self.sio.emit("error", unavailable, to=sid, namespace=NAMESPACE)
 
-    async def emit_state(
-        self, visitor: Visitor, *, to: str | None = None, skip: str | None = None
-    ) -> None:
+    async def state(self, visitor: Visitor) -> dict[str, Any]:
+        """The language, and the question the dialogue is at (None: no flow running)."""
         locale, prompt = await self.dialogue.current(
             Channel.WIDGET, visitor.external_id, visitor.locale
         )
-        state = {"locale": locale, "prompt": prompt_payload(prompt) if prompt else None}
+        return {"locale": locale, "prompt": prompt_payload(prompt) if prompt else None}
+
+    async def emit_state(
+        self,
+        visitor: Visitor,
+        *,
+        to: str | None = None,
+        skip: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        state = state or await self.state(visitor)
         target = to or visitor.room
         await self.sio.emit("state", state, to=target, skip_sid=skip, namespace=NAMESPACE)
 
+    async def slash(self, data: WidgetInput, visitor: Visitor) -> list[Rendered] | None:
+        """Replies to a typed "/word" that is not a dialogue command; None: not one of those.
+
+        The widget is driven by buttons, but people who know the Telegram bot type its
+        commands: /status works, and any other "/word" gets the help, never the ticket.
+        """
+        words = data.value.strip().split()
+        if data.kind != "text" or not words or not words[0].startswith("/"):
+            return None
+        word = words[0][1:].lower()
+        if word in COMMANDS and word != Command.HELP:
+            return None
+        if word == "status":
+            return await self.dialogue.status(Channel.WIDGET, visitor.external_id, visitor.locale)
+        _, prompt = await self.dialogue.current(Channel.WIDGET, visitor.external_id)
+        if prompt is not None and word == Command.HELP:
+            return None  # help with the question being asked: the dialogue's own
+        reply = await self.dialogue.say(
+            Channel.WIDGET, visitor.external_id, Text(WIDGET_HELP), visitor.locale
+        )
+        return [reply, *([prompt] if prompt else [])]
+
     async def to_input(self, data: WidgetInput, visitor: Visitor) -> Input | None:
         if data.kind == "text":
+            words = data.value.strip().split()
+            if len(words) == 1 and words[0].startswith("/") and words[0][1:].lower() in COMMANDS:
+                return Input.command(COMMANDS[words[0][1:].lower()])
             return Input.text(data.value)
         if data.kind == "choice":
             return Input.choice(data.value, step=data.step)
@@ -361,8 +397,19 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             stored = await messages.by_idempotency_key(key)
             if stored is not None:  # a resend: answer again, store nothing
                 _, prompt = await channel.dialogue.current(Channel.WIDGET, visitor.external_id)
-                replies = [prompt_payload(prompt)] if prompt else []
-                return self._ok("input", seq=stored.seq, replies=replies, duplicate=True)
+                again = prompt_payload(prompt) if prompt else None
+                return self._ok(
+                    "input",
+                    seq=stored.seq,
+                    replies=[again] if again else [],
+                    prompt=again,
+                    duplicate=True,
+                )
+            answered = await channel.slash(payload, visitor)
+            if answered is not None:
+                state = await channel.state(visitor)
+                replies = [prompt_payload(r) for r in answered]
+                return self._ok("input", seq=None, replies=replies, prompt=state["prompt"])
             inp = await channel.to_input(payload, visitor)
             if inp is None:
                 code = "not_found" if payload.kind == "file" else "invalid"
@@ -386,13 +433,15 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     skip_sid=sid,
                     namespace=NAMESPACE,
                 )
-            await channel.emit_state(visitor, skip=sid)
+            state = await channel.state(visitor)
+            await channel.emit_state(visitor, skip=sid, state=state)
         except (DatabaseUnavailable, ConcurrentUpdate):
             return self._fail(visitor, "input", "unavailable")
         except Exception:  # a bug must cost this input, not the connection or the process
             log.exception("widget input failed")
             return self._fail(visitor, "input", "error")
-        return self._ok("input", seq=stored.seq if stored else None, replies=replies)
+        seq = stored.seq if stored else None
+        return self._ok("input", seq=seq, replies=replies, prompt=state["prompt"])
 
     async def on_language(self, sid: str, *args: Any) -> dict[str, Any]:
         data = _one(args)

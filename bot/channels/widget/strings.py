@@ -27,6 +27,13 @@ UI = {
     "error": N_("Something went wrong. Please try again."),
 }
 
+# Outside a flow, what the widget offers (the chat bot's help names Telegram's commands).
+HELP = N_(
+    "I collect feedback about our products and services. Choose “Give feedback” or send "
+    "/start to begin, and /status to see how your feedback is going. The language button "
+    "at the top switches between 中文 and English."
+)
+
 ERRORS = {
     "bad_auth": N_("The chat could not start: the widget sent an invalid identity."),
     "bad_signature": N_(

@@ -1,0 +1,128 @@
+"""The widget and the form as a customer uses them: clicking and typing in real Chromium."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from bot.config import Settings
+from bot.domain.models import Channel
+from tests.channels.service import Service, serving
+
+REFERENCE = re.compile(r"FB-\d{4}-\d{6}")
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    async with serving(settings) as started:
+        yield started
+
+
+async def choose(page: Page, value: str) -> None:
+    """Click an option of the current question (the only prompt with buttons)."""
+    await page.locator(f'[data-testid="option"][data-value="{value}"]').click()
+
+
+async def test_c3_1_3_a_customer_gives_feedback_in_the_widget_and_sees_a_reply_live(
+    browser: Browser, service: Service, artifacts: Path
+) -> None:
+    context = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(service.url + "/demo")
+
+    await page.get_by_test_id("launcher").click()
+    panel = page.get_by_test_id("panel")
+    await expect(panel).to_be_visible()
+    await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "online")
+    await page.get_by_test_id("start").click()
+    await expect(panel).to_contain_text("privacy notice")
+    for value in ("yes", "no", "yes", "logistics", "2"):
+        await choose(page, value)
+    box = page.get_by_test_id("input")
+    await box.fill("The parcel arrived <b>two</b> days late.")
+    await box.press("Enter")
+    await choose(page, "done")
+    await choose(page, "skip")
+    await choose(page, "submit")
+
+    ack = page.locator('[data-testid="message"][data-author="bot"]', has_text="reference number")
+    await expect(ack).to_be_visible()
+    await expect(page.get_by_test_id("option")).to_have_count(0)  # sent: no question left
+    await expect(page.get_by_test_id("start")).to_be_visible()
+    reference = REFERENCE.search(await ack.inner_text())
+    assert reference is not None
+    ticket = await service.container.repos.tickets.by_reference(reference.group())
+    assert ticket is not None
+    assert ticket.channel is Channel.WIDGET
+    assert ticket.text == "The parcel arrived <b>two</b> days late."  # inert text
+    await expect(panel.locator("b")).to_have_count(0)  # shown as text, never as markup
+
+    await service.container.tickets.staff_reply(
+        ticket.id, staff_id="agent-1", text="Sorry about that: a voucher is on its way."
+    )
+    reply = page.locator('[data-testid="message"][data-author="staff"]')
+    await expect(reply).to_contain_text("a voucher is on its way")
+    await expect(reply).to_be_in_viewport()  # the list follows new messages
+    await page.screenshot(path=str(artifacts / "widget-staff-reply.png"))
+
+    await page.reload()
+    await page.get_by_test_id("launcher").click()
+    await expect(reply).to_contain_text("a voucher is on its way")  # the history, from MongoDB
+    await expect(ack).to_be_visible()
+    await expect(panel).to_have_css("opacity", "1")  # the opening animation is over
+    await page.screenshot(path=str(artifacts / "widget-after-reload.png"))
+    assert errors == []
+    await context.close()
+
+
+async def test_the_widget_speaks_chinese_and_works_on_a_phone(
+    browser: Browser, service: Service, artifacts: Path
+) -> None:
+    context = await browser.new_context(
+        locale="zh-CN", viewport={"width": 375, "height": 700}, has_touch=True, is_mobile=True
+    )
+    page = await context.new_page()
+    await page.goto(service.url + "/demo")
+    launcher = page.get_by_test_id("launcher")
+    await expect(launcher).to_have_accessible_name(re.compile("反馈"))
+    await launcher.click()
+    await page.get_by_test_id("start").click()
+    await expect(page.get_by_test_id("panel")).to_contain_text("隐私告知")
+    panel_box = await page.get_by_test_id("panel").bounding_box()
+    assert panel_box is not None
+    assert panel_box["width"] >= 370  # full screen on a narrow screen
+    await page.screenshot(path=str(artifacts / "widget-phone-zh.png"))
+
+    await page.keyboard.press("Escape")  # keyboard: Escape closes the panel
+    await expect(page.get_by_test_id("panel")).to_be_hidden()
+    await context.close()
+
+
+async def test_c2_2_the_online_form_files_a_ticket_without_javascript(
+    browser: Browser, service: Service, artifacts: Path
+) -> None:
+    context = await browser.new_context(locale="en-US", java_script_enabled=False)
+    page = await context.new_page()
+    await page.goto(service.url + "/feedback?lang=en")
+    await page.locator('input[name="consent_processing"]').check()
+    await page.locator('input[name="consent_licence"]').check()
+    await page.locator('input[name="category"][value="price"]').check()
+    await page.locator('input[name="rating"][value="4"]').check()
+    await page.locator('textarea[name="text"]').fill("Fair prices, but shipping costs too much.")
+    await page.locator("#submit").click()
+    await expect(page.locator("body")).to_contain_text("Your reference number is")
+    reference = REFERENCE.search(await page.locator("body").inner_text())
+    assert reference is not None
+    await page.screenshot(path=str(artifacts / "form-done.png"))
+    ticket = await service.container.repos.tickets.by_reference(reference.group())
+    assert ticket is not None
+    assert ticket.channel is Channel.FORM
+    assert ticket.category.value == "price"
+    assert ticket.rating == 4
+    await context.close()
