@@ -25,6 +25,7 @@ from bot.domain.models import utcnow
 from bot.domain.privacy import NOTICE_VERSION
 from bot.i18n import I18n
 from bot.metrics import Metrics
+from bot.services.consents import ConsentService
 from bot.services.delivery import Clock, DeliveryService
 from bot.services.dialogue import DialogueService
 from bot.services.tickets import Deadlines, TicketService
@@ -89,7 +90,8 @@ class Container:
             max_attachments=settings.max_attachments,
             retention_days=settings.retention_closed_ticket_days,
         )
-        dialogue = DialogueService(repos, tickets, i18n, metrics, clock, flow_config)
+        consents = ConsentService(repos, i18n, metrics, clock, tickets.calendar)
+        dialogue = DialogueService(repos, tickets, i18n, metrics, clock, flow_config, consents)
         widget = WidgetChannel(settings, repos, dialogue, delivery, i18n, metrics)
         telegram = None
         if settings.telegram_token is not None:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
 
 from bot.domain import flow
 from bot.domain.flow import Command, Facts, FlowConfig, Input, Prompt, Say, Transition
-from bot.domain.models import Channel, ConsentPurpose, ConsentRecord, Conversation, Customer
-from bot.domain.privacy import NOTICE_VERSION, conversation_key, text_hash
+from bot.domain.models import Channel, ConsentPurpose, Conversation, Customer
+from bot.domain.privacy import NOTICE_VERSION, conversation_key
 from bot.domain.text import N_, Text
 from bot.i18n import I18n
 from bot.metrics import Metrics
+from bot.services.consents import ConsentService
 from bot.services.delivery import Clock
 from bot.services.tickets import NO_TICKETS, TicketService
 from bot.storage import Repositories
@@ -67,7 +67,9 @@ class DialogueService:
         metrics: Metrics,
         clock: Clock,
         config: FlowConfig,
+        consents: ConsentService,
     ) -> None:
+        self.consents = consents
         self.repos = repos
         self.tickets = tickets
         self.i18n = i18n
@@ -226,26 +228,20 @@ class DialogueService:
     ) -> Customer | None:
         for effect in transition.effects:
             if isinstance(effect, flow.RefuseProcessing):
-                await self.repos.refusals.record(self.calendar_day(), channel)
-                self.metrics.consent_refusals.labels(channel.value).inc()
+                await self.consents.refused(channel)
             elif isinstance(effect, flow.RecordConsent):
                 if customer is None:
                     # Processing consent given: from here on we may keep who they are.
                     customer = await self.repos.customers.get_or_create(
                         channel, external_id, locale
                     )
-                shown = self.i18n.render(locale, effect.shown)
-                await self.repos.consents.append(
-                    ConsentRecord(
-                        customer_id=customer.id,
-                        purpose=effect.purpose,
-                        granted=effect.granted,
-                        notice_version=NOTICE_VERSION,
-                        text_hash=text_hash(shown),
-                        locale=locale,
-                        channel=channel,
-                        at=self.clock(),
-                    )
+                await self.consents.record(
+                    customer,
+                    effect.purpose,
+                    granted=effect.granted,
+                    shown=effect.shown,
+                    locale=locale,
+                    channel=channel,
                 )
             elif isinstance(effect, flow.FileTicket):
                 assert customer is not None  # noqa: S101 - consent steps come before the summary
@@ -263,9 +259,6 @@ class DialogueService:
         if customer is not None and conversation.customer_id != customer.id:
             conversation = conversation.model_copy(update={"customer_id": customer.id})
         await self.repos.conversations.save(conversation)
-
-    def calendar_day(self) -> date:
-        return self.tickets.calendar.local_date(self.clock())
 
     # ------------------------------------------------------------ rendering
 

@@ -63,6 +63,7 @@ def register_form_routes(
         container.metrics,
         tickets.clock,
         container.dialogue.config,
+        container.dialogue.consents,
     )
     pages = FormPages(
         intake,

@@ -18,11 +18,11 @@ from typing import Any
 from bot.channels.form import strings
 from bot.domain import flow
 from bot.domain.flow import FlowConfig, Input, Invalid, Option
-from bot.domain.models import Channel, ConsentPurpose, ConsentRecord, Customer, Ticket, new_id
-from bot.domain.privacy import text_hash
+from bot.domain.models import Channel, ConsentPurpose, Customer, Ticket, new_id
 from bot.domain.text import Text
 from bot.i18n import I18n
 from bot.metrics import Metrics
+from bot.services.consents import ConsentService
 from bot.services.delivery import Clock
 from bot.services.tickets import TicketService
 from bot.storage import Repositories
@@ -84,7 +84,9 @@ class FormIntake:
         metrics: Metrics,
         clock: Clock,
         config: FlowConfig,
+        consents: ConsentService,
     ) -> None:
+        self.consents = consents
         self.repos = repos
         self.tickets = tickets
         self.i18n = i18n
@@ -165,9 +167,7 @@ class FormIntake:
 
     async def decline(self) -> None:
         """Processing consent declined: an anonymous count, nothing about the person (C6.2)."""
-        day = self.tickets.calendar.local_date(self.clock())
-        await self.repos.refusals.record(day, Channel.FORM)
-        self.metrics.consent_refusals.labels(Channel.FORM.value).inc()
+        await self.consents.refused(Channel.FORM)
 
     async def submit(self, submission: Submission) -> Ticket:
         """Record the consents and file the ticket, once per form id.
@@ -197,16 +197,11 @@ class FormIntake:
             assert step.consent is not None  # noqa: S101 - CONSENT_STEPS holds consent steps
             if step.consent in recorded:
                 continue
-            shown = self.i18n.render(submission.locale, self.consent_text(step.consent))
-            await self.repos.consents.append(
-                ConsentRecord(
-                    customer_id=customer.id,
-                    purpose=step.consent,
-                    granted=submission.consents[step.consent],
-                    notice_version=self.notice_version,
-                    text_hash=text_hash(shown),
-                    locale=submission.locale,
-                    channel=Channel.FORM,
-                    at=self.clock(),
-                )
+            await self.consents.record(
+                customer,
+                step.consent,
+                granted=submission.consents[step.consent],
+                shown=self.consent_text(step.consent),
+                locale=submission.locale,
+                channel=Channel.FORM,
             )
