@@ -418,38 +418,26 @@ export class View {
     const box = h("div", { class: "prompt", "data-testid": "prompt", "data-step": prompt.step || null });
     const options = Array.isArray(prompt.options) ? prompt.options : [];
     const controls = Array.isArray(prompt.controls) ? prompt.controls : [];
-    if (options.length) {
-      const group = h("div", { class: "options", role: "group" });
-      for (const opt of options) {
+    // Options answer the question; controls (back, cancel, help) steer the dialogue.
+    const group = (items, kind, onClick) => {
+      if (!items.length) return;
+      const el = h("div", { class: `${kind}s`, role: "group" });
+      for (const item of items) {
         const b = h("button", {
           type: "button",
-          class: "option",
-          "data-testid": "option",
-          "data-value": opt.value,
+          class: kind,
+          "data-testid": kind,
+          "data-value": item.value,
           disabled,
         });
-        b.textContent = opt.label;
-        b.addEventListener("click", () => on.choice(opt.value, opt.label));
-        group.appendChild(b);
+        b.textContent = item.label;
+        b.addEventListener("click", () => onClick(item.value, item.label));
+        el.appendChild(b);
       }
-      box.appendChild(group);
-    }
-    if (controls.length) {
-      const group = h("div", { class: "controls", role: "group" });
-      for (const ctl of controls) {
-        const b = h("button", {
-          type: "button",
-          class: "control",
-          "data-testid": "control",
-          "data-value": ctl.value,
-          disabled,
-        });
-        b.textContent = ctl.label;
-        b.addEventListener("click", () => on.command(ctl.value, ctl.label));
-        group.appendChild(b);
-      }
-      box.appendChild(group);
-    }
+      box.appendChild(el);
+    };
+    group(options, "option", on.choice);
+    group(controls, "control", on.command);
     if (prompt.hint) {
       const hint = h("p", { class: "hint" });
       hint.textContent = prompt.hint;
