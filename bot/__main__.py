@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import sys
 from collections.abc import Sequence
 
@@ -43,6 +44,45 @@ def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_chat(settings, user=args.user, locale=args.locale))
 
 
+MIN_PASSWORD = 12
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        print("error: the passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
+def _cmd_staff(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password(args)
+    if password is None:
+        return 1
+    if len(password) < MIN_PASSWORD:
+        print(f"error: a password needs at least {MIN_PASSWORD} characters", file=sys.stderr)
+        return 1
+    from bot.console.accounts import add_staff
+
+    added = asyncio.run(
+        add_staff(
+            settings,
+            username=args.username,
+            display_name=args.name or args.username,
+            password=password,
+            role=args.role,
+            locale=args.locale,
+        )
+    )
+    if not added:
+        print(f"error: there is already a staff member called {args.username!r}", file=sys.stderr)
+        return 1
+    print(f"added {args.role} {args.username!r}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot", description="Customer-feedback bot backend."
@@ -63,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     devdb.add_argument("--port", type=int, default=None, help="port for start (default: free)")
     devdb.set_defaults(func=_cmd_devdb)
+
+    staff = sub.add_parser("staff", help="staff accounts of the console")
+    staff_sub = staff.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = staff_sub.add_parser("add", help="add a staff member (the first one: --role admin)")
+    add.add_argument("username")
+    add.add_argument("--name", default=None, help="display name (default: the user name)")
+    add.add_argument("--role", choices=["agent", "supervisor", "admin"], default="agent")
+    add.add_argument("--locale", choices=["zh_CN", "en"], default=None)
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.set_defaults(func=_cmd_staff)
     return parser
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import limits
+from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -145,6 +146,23 @@ class Settings(BaseSettings):
         default=None, description="The bot's @username, for the link on /channels."
     )
 
+    # The staff console (/console)
+    console_session_key: SecretStr = Field(
+        default_factory=lambda: SecretStr(Fernet.generate_key().decode()),
+        description="Fernet key of the console's session cookies. Set it when several "
+        "processes run, or sessions end at every restart.",
+    )
+    console_session_hours: float = Field(
+        default=12, gt=0, le=24 * 30, description="How long a console sign-in lasts."
+    )
+    console_secure_cookies: bool = Field(
+        default=False, description="Send the console cookie over HTTPS only (set behind TLS)."
+    )
+    console_login_failures: str = Field(
+        default="5 per 15 minutes",
+        description="Failed sign-ins allowed per user name and per address.",
+    )
+
     # The in-app widget (Socket.IO namespace /widget) and its uploads
     widget_allowed_origins: str = Field(
         default="",
@@ -182,6 +200,12 @@ class Settings(BaseSettings):
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         limits.parse(value)  # "20 per 10 seconds"; raises on anything else
+        return value
+
+    @field_validator("console_session_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr) -> SecretStr:
+        Fernet(value.get_secret_value())  # 32 url-safe base64 bytes; raises otherwise
         return value
 
     @property

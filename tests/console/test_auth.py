@@ -1,0 +1,189 @@
+"""Who may use the staff console (C3.1.4): sign-in, sessions, CSRF, roles, throttling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import Container, build_app
+from bot.config import Settings
+from bot.console.auth import ConsoleAuth, require, staff_of
+from bot.domain.models import StaffRole
+from tests.console.support import PASSWORD, Client, add_staff, login_csrf, sign_in
+from tests.processes import service_env
+
+
+def console_app(container: Container) -> web.Application:
+    """The service's app; until the console's pages land, with two probe routes."""
+    app = build_app(container)
+    if not any(m is not None and getattr(m, "__name__", "") == "guard" for m in app.middlewares):
+        ConsoleAuth(container).register(app)
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.Response(text=staff_of(request).username)
+
+    async def admin_only(request: web.Request) -> web.Response:
+        return web.Response(text=require(request, StaffRole.ADMIN).username)
+
+    async def change(request: web.Request) -> web.Response:
+        return web.Response(text="changed")
+
+    app.router.add_get("/console/_test/whoami", whoami)
+    app.router.add_get("/console/_test/admin", admin_only)
+    app.router.add_post("/console/_test/change", change)
+    return app
+
+
+@pytest.fixture
+async def client(container: Container) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(console_app(container))) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/console"), ("GET", "/console/_test/whoami"), ("POST", "/console/_test/change")],
+)
+async def test_c3_1_4_an_anonymous_request_is_refused(
+    client: Client, method: str, path: str
+) -> None:
+    headers = {}
+    if method == "POST":
+        headers["X-CSRF-Token"] = await login_csrf(client)
+    response = await client.request(method, path, headers=headers, allow_redirects=False)
+    if method == "GET":
+        assert response.status == 302
+        assert response.headers["Location"].startswith("/console/login?next=")
+    else:
+        assert response.status == 401
+
+
+async def test_signing_in_and_out(client: Client, container: Container) -> None:
+    staff, _ = await sign_in(client, container.repos, username="mei")
+    response = await client.get("/console/_test/whoami")
+    assert await response.text() == "mei"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    token = await login_csrf(client)
+    out = await client.post("/console/logout", data={"csrf": token}, allow_redirects=False)
+    assert out.status == 303
+    again = await client.get("/console/_test/whoami", allow_redirects=False)
+    assert again.status == 302
+    stored = await container.repos.staff.get(staff.id)
+    assert stored is not None
+    assert stored.password_hash.startswith("$argon2id$")
+
+
+async def test_a_post_without_the_csrf_token_is_refused(
+    client: Client, container: Container
+) -> None:
+    _, token = await sign_in(client, container.repos)
+    assert (await client.post("/console/_test/change", data={})).status == 403
+    wrong = await client.post("/console/_test/change", data={"csrf": "forged"})
+    assert wrong.status == 403
+    ok = await client.post("/console/_test/change", data={"csrf": token})
+    assert ok.status == 200
+    header = await client.post("/console/_test/change", headers={"X-CSRF-Token": token})
+    assert header.status == 200
+
+
+async def test_the_login_form_itself_needs_the_token(client: Client, container: Container) -> None:
+    await add_staff(container.repos)
+    response = await client.post(
+        "/console/login", data={"username": "agent1", "password": PASSWORD}
+    )
+    assert response.status == 403
+
+
+async def test_an_agent_cannot_reach_admin_pages(client: Client, container: Container) -> None:
+    await sign_in(client, container.repos, role=StaffRole.AGENT)
+    assert (await client.get("/console/_test/admin")).status == 403
+
+
+async def test_an_admin_can(client: Client, container: Container) -> None:
+    await sign_in(client, container.repos, role=StaffRole.ADMIN, username="boss")
+    assert await (await client.get("/console/_test/admin")).text() == "boss"
+
+
+async def test_the_sixth_bad_password_in_a_row_is_throttled(
+    client: Client, container: Container
+) -> None:
+    await add_staff(container.repos)
+    token = await login_csrf(client)
+
+    async def attempt(password: str) -> int:
+        response = await client.post(
+            "/console/login",
+            data={"username": "agent1", "password": password, "csrf": token},
+            allow_redirects=False,
+        )
+        return response.status
+
+    assert [await attempt("guess") for _ in range(5)] == [401] * 5
+    assert await attempt("guess") == 429
+    assert await attempt(PASSWORD) == 429  # even the right one, until the window passes
+
+
+async def test_a_deactivated_account_loses_its_session(
+    client: Client, container: Container
+) -> None:
+    staff, _ = await sign_in(client, container.repos)
+    staff_collection = container.repos.staff.collection
+    await staff_collection.update_one({"_id": staff.id}, {"$set": {"active": False}})
+    response = await client.get("/console/_test/whoami", allow_redirects=False)
+    assert response.status == 302
+
+
+async def test_next_never_leads_off_the_console(client: Client, container: Container) -> None:
+    await add_staff(container.repos)
+    token = await login_csrf(client)
+    response = await client.post(
+        "/console/login",
+        data={"username": "agent1", "password": PASSWORD, "csrf": token, "next": "//evil.example"},
+        allow_redirects=False,
+    )
+    assert response.headers["Location"] == "/console"
+
+
+@pytest.mark.slow
+def test_staff_add_creates_the_first_admin(settings: Settings, mongo_uri: str) -> None:
+    env = service_env(MONGODB_URI=mongo_uri, BOT_MONGODB_DATABASE=settings.mongodb_database)
+    add = [sys.executable, "-m", "bot", "staff", "add"]
+    result = subprocess.run(
+        [*add, "root", "--role", "admin", "--password-stdin"],
+        input="a long enough password\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "added admin 'root'" in result.stdout
+    short = subprocess.run(
+        [*add, "x", "--password-stdin"],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert short.returncode == 1
+    assert "at least 12" in short.stderr
+    again = subprocess.run(
+        [*add, "root", "--password-stdin"],
+        input="another long password\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 1
+    assert "already" in again.stderr
