@@ -43,9 +43,10 @@ class Input:
     kind: str  # "choice" | "text" | "file" | "command"
     value: str = ""
     attachment: Attachment | None = None
-    # For a choice: the step whose button was pressed. A button of an earlier question
-    # (a double tap, an old message) must not answer the current one: "yes" to the
-    # privacy notice is not "yes" to the optional consent that follows it.
+    # The step the input answers, when the channel knows it (a button's question, the
+    # question a widget showed). An answer to an earlier question (a double tap, an old
+    # message, a resend after another device moved on) must not answer the current one:
+    # "yes" to the privacy notice is not "yes" to the optional consent that follows it.
     step: str | None = None
 
     @classmethod
@@ -53,13 +54,13 @@ class Input:
         return cls("choice", value, step=step)
 
     @classmethod
-    def text(cls, value: str) -> Input:
-        return cls("text", value)
+    def text(cls, value: str, step: str | None = None) -> Input:
+        return cls("text", value, step=step)
 
     @classmethod
-    def file(cls, attachment: Attachment, caption: str = "") -> Input:
+    def file(cls, attachment: Attachment, caption: str = "", step: str | None = None) -> Input:
         """A photo or file; a caption sent with it is kept where words are (on the ticket)."""
-        return cls("file", caption, attachment=attachment)
+        return cls("file", caption, attachment=attachment, step=step)
 
     @classmethod
     def command(cls, command: Command) -> Input:

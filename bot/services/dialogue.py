@@ -179,11 +179,13 @@ class DialogueService:
             # applied once already, so only show where the customer is now.
             return self._where(locale, conversation)
 
-        if inp.kind == "choice" and (
-            conversation.step is None or inp.step not in (None, conversation.step)
+        stale_choice = inp.kind == "choice" and conversation.step is None
+        if stale_choice or (
+            inp.kind != "command" and inp.step is not None and inp.step != conversation.step
         ):
-            # A button of another question (pressed twice, or on an old message): not an
-            # answer to this one, and not words for the ticket either. Show where they are.
+            # An answer to another question (a button pressed twice, an old message, a
+            # resend after another device moved on): not an answer to this one, and not
+            # words for the ticket either. Show where they are.
             return self._where(locale, conversation)
 
         if conversation.step is None and inp.kind != "command":

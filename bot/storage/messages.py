@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from bot.domain.models import DeliveryState, Direction, Message
 from bot.storage.database import Inserted, Repository
@@ -42,6 +42,12 @@ class MessageRepository(Repository[Message]):
     async def by_idempotency_key(self, key: str) -> Message | None:
         doc = await self.collection.find_one({"idempotency_key": key})
         return None if doc is None else self._load(doc)
+
+    async def latest_seq(self, customer_id: str) -> int:
+        doc = await self.collection.find_one(
+            {"customer_id": customer_id}, sort=[("seq", DESCENDING)], projection={"seq": 1}
+        )
+        return 0 if doc is None else int(doc["seq"])
 
     async def pending_before(self, customer_id: str, seq: int) -> bool:
         """Whether an earlier outbound message to this customer is still waiting to be sent."""

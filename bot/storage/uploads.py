@@ -68,6 +68,11 @@ class UploadRepository(Repository[Upload]):
     model = Upload
     indexes = (IndexModel([("owner", ASCENDING), ("created_at", ASCENDING)]),)
 
+    async def count_since(self, owner: str, since: datetime) -> int:
+        return await self.collection.count_documents(
+            {"owner": owner, "created_at": {"$gte": since}}
+        )
+
     async def owned(self, upload_id: str, owner: str) -> Upload | None:
         """The upload, if it belongs to `owner` (an id alone never reveals a stranger's file)."""
         doc = await self.collection.find_one({"_id": upload_id, "owner": owner})

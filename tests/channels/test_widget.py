@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import socketio
 
+import bot.channels.widget as widget_channel
 from bot.config import Settings
 from bot.domain.models import Channel, Direction
 from bot.domain.privacy import conversation_key
@@ -322,10 +323,7 @@ async def test_connections_per_ip_are_limited(settings: Settings) -> None:
 async def test_c5_2_a_photo_is_uploaded_and_attached(
     service: Service, visitor: WidgetVisitor
 ) -> None:
-    await visitor.send("command", "start")
-    for value in ("yes", "no", "yes", "product_quality", "2"):
-        await visitor.send("choice", value)
-    await visitor.send("text", "The lid is cracked, see the photo.")
+    await visitor.to_attachments()
     grant = await visitor.call("upload", {})
     assert grant["ok"]
     assert "image/png" in grant["types"]
@@ -362,6 +360,7 @@ async def test_uploads_of_the_wrong_kind_or_size_are_refused(
     async with serving(configured) as service:
         tab = WidgetVisitor(service.url)
         await tab.connect()
+        await tab.to_attachments()
 
         async def attempt(content: bytes, mime: str) -> tuple[int, str]:
             grant = await tab.call("upload", {})
@@ -456,3 +455,55 @@ async def test_typed_commands_work_and_never_land_on_the_ticket(
     assert customer is not None
     stored = await service.container.repos.messages.after_seq(customer.id, 0)
     assert not [m for m in stored if m.direction is Direction.INBOUND]
+
+
+async def test_c6_2_no_upload_before_consent_or_outside_the_attachments_question(
+    visitor: WidgetVisitor,
+) -> None:
+    refused = await visitor.call("upload", {})
+    assert refused["error"]["code"] == "not_now"  # nothing agreed yet: no files
+    await visitor.send("command", "start")
+    await visitor.send("choice", "yes")
+    refused = await visitor.call("upload", {})
+    assert refused["error"]["code"] == "not_now"  # consent given, but files are not asked
+
+
+async def test_a_new_page_gets_the_latest_history_only(
+    service: Service, visitor: WidgetVisitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(widget_channel, "REPLAY_NEW", 2)
+    acknowledgement = await visitor.give_feedback()
+    customer = await service.container.repos.customers.find(
+        Channel.WIDGET, f"visitor:{visitor.visitor}"
+    )
+    assert customer is not None
+    ticket = await service.container.repos.tickets.latest_open(customer.id)
+    assert ticket is not None
+    for n in range(3):
+        await service.container.tickets.staff_reply(ticket.id, staff_id="a", text=f"Reply {n}.")
+    await visitor.message_containing("Reply 2.")
+    page = WidgetVisitor(service.url, visitor=visitor.visitor)
+    await page.connect(page.auth(last_seq=0))
+    await page.until(lambda: len(page.history) == 2, "the latest two messages")
+    assert ["Reply 1." in page.history[0]["text"], "Reply 2." in page.history[1]["text"]] == [
+        True,
+        True,
+    ]
+    assert acknowledgement["seq"] < page.history[0]["seq"]
+    await page.disconnect()
+
+
+async def test_an_answer_to_a_question_no_longer_asked_is_not_applied(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    await visitor.send("command", "start")
+    for value in ("yes", "yes", "yes", "logistics"):
+        await visitor.send("choice", value)
+    # Another device already answered "category"; this one still shows it and sends text.
+    late = await visitor.send("text", "Late and broken.", step="category")
+    assert late["prompt"]["step"] == "rating"
+    key = conversation_key(Channel.WIDGET.value, f"visitor:{visitor.visitor}")
+    conversation = await service.container.repos.conversations.get(key)
+    assert conversation is not None
+    assert conversation.step == "rating"
+    assert "text" not in conversation.answers

@@ -112,9 +112,21 @@ class WidgetVisitor:
         assert isinstance(result, dict)
         return result
 
-    async def send(self, kind: str, value: str, client_id: str | None = None) -> dict[str, Any]:
+    async def send(
+        self, kind: str, value: str, client_id: str | None = None, step: str | None = None
+    ) -> dict[str, Any]:
         data = {"client_id": client_id or secrets.token_urlsafe(12), "kind": kind, "value": value}
+        if step is not None:
+            data["step"] = step
         return await self.call("input", data)
+
+    async def to_attachments(self) -> None:
+        """Consent given, category and rating chosen, text written: files are asked for."""
+        await self.send("command", "start")
+        for value in ("yes", "no", "yes", "product_quality", "2"):
+            await self.send("choice", value)
+        ack = await self.send("text", "The lid is cracked, see the photo.")
+        assert ack["prompt"]["step"] == "attachments", ack
 
     async def until(self, check: Any, what: str, timeout: float = 15.0) -> None:  # noqa: ASYNC109
         async def done() -> bool | None:

@@ -44,6 +44,8 @@ export const CSS = `
 *, *::before, *::after { box-sizing: border-box; }
 [hidden] { display: none !important; }
 button, textarea, input { font: inherit; color: inherit; }
+/* 16px at least: iOS Safari zooms the whole page into smaller text fields. */
+textarea, input { font-size: max(16px, 1em); }
 button {
   cursor: pointer;
   border: 1px solid var(--fbw-line);
@@ -93,7 +95,8 @@ svg { width: 20px; height: 20px; flex: none; fill: none; stroke: currentColor;
 @media (max-width: 480px) {
   .panel {
     inset: 0; right: 0; bottom: 0; width: 100%; max-width: none;
-    height: 100%; max-height: none; border-radius: 0; border: none;
+    height: 100%; height: 100dvh; /* dvh: the on-screen keyboard does not hide the text box */
+    max-height: none; border-radius: 0; border: none;
   }
   .root[data-open="true"] .launcher { display: none; }
 }

@@ -263,8 +263,19 @@ export class Widget {
 
   // ------------------------------------------------------------------ server events
 
+  // last_seq is the highest seq with nothing missing below it, not the highest seen:
+  // pushes can arrive out of order (a reply sent while an earlier message is still on
+  // its way), and a reconnect asking "after the highest" would skip the earlier one.
+  advance() {
+    while (this.shown.has(this.conv.lastSeq + 1)) this.conv.lastSeq += 1;
+  }
+
   onHistory(data) {
     const messages = isObject(data) && Array.isArray(data.messages) ? data.messages : [];
+    // A replay may start after some seq (older messages are not sent on a new page).
+    if (isObject(data) && Number.isInteger(data.after) && data.after > this.conv.lastSeq) {
+      this.conv.lastSeq = data.after;
+    }
     // Unread: what this browser has not shown before. A first visit (or a new device of
     // a signed-in user) just shows the history.
     const before = this.conv.readSeq;
@@ -314,7 +325,7 @@ export class Widget {
       attachments: Array.isArray(m.attachments) ? m.attachments.filter(isObject) : [],
     };
     this.view.appendStored(this.view.item(message), m.seq);
-    if (m.seq > this.conv.lastSeq) this.conv.lastSeq = m.seq;
+    this.advance();
     if (m.author === "staff") {
       clearTimeout(this.staffTypingTimer);
       this.view.setTyping(false);
@@ -380,15 +391,18 @@ export class Widget {
   sendText(text) {
     const value = wellFormed(text);
     this.typing(false);
-    this.enqueue("text", value, { text: value, attachments: [] });
+    this.enqueue("text", value, { text: value, attachments: [] }, this.currentStep());
     return true;
   }
 
-  // A choice names the question it answers, so a late or repeated click cannot answer
-  // the next one.
+  // Every input names the question it answers, so a late or repeated one (a double
+  // click, a resend after another device moved on) cannot answer the next question.
+  currentStep() {
+    return this.prompt && this.prompt.data ? this.prompt.data.step : null;
+  }
+
   choice(value, label) {
-    const step = this.prompt && this.prompt.data ? this.prompt.data.step : null;
-    this.enqueue("choice", value, { text: label, attachments: [] }, step);
+    this.enqueue("choice", value, { text: label, attachments: [] }, this.currentStep());
   }
 
   command(name) {
@@ -446,8 +460,9 @@ export class Widget {
         }
         const code = isObject(ack) && isObject(ack.error) ? ack.error.code : null;
         this.view.showError(this.errorText(ack));
-        if (code === "unavailable" || code === "rate_limited") {
-          this.retryLater(); // nothing was stored: the same input, later
+        if (code === "unavailable" || code === "rate_limited" || code === "error") {
+          // Maybe nothing was stored, maybe it was: the same client_id, later, is safe.
+          this.retryLater();
           return;
         }
         this.dequeue(entry); // refused for good: changes nothing, so drop it
@@ -482,6 +497,7 @@ export class Widget {
           // Stored as a message of the conversation, and on screen already. last_seq is
           // left alone (a staff message with a lower seq may still be on its way).
           this.shown.add(ack.seq);
+          this.advance();
         } else {
           el.remove(); // the stored copy is already on screen
         }
@@ -611,7 +627,12 @@ export class Widget {
       }
       const name = str(result.name) || file.name;
       const kind = str(result.mime_type || file.type).startsWith("image/") ? "photo" : "document";
-      this.enqueue("file", result.upload_id, { text: "", attachments: [{ name, kind }] });
+      this.enqueue(
+        "file",
+        result.upload_id,
+        { text: "", attachments: [{ name, kind }] },
+        this.currentStep(),
+      );
       return true;
     } finally {
       this.view.setNotice(null);

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import socketio
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -31,7 +32,7 @@ from bot.channels.widget.strings import error, ui_strings
 from bot.channels.widget.uploads import UploadRejected, receive
 from bot.config import ROOT, Settings
 from bot.domain.flow import Command, Input
-from bot.domain.models import Attachment, Channel, Customer, Message
+from bot.domain.models import Attachment, Channel, Customer, Message, utcnow
 from bot.domain.privacy import conversation_key
 from bot.domain.text import Text
 from bot.i18n import I18n
@@ -41,10 +42,22 @@ from bot.services.dialogue import DialogueService, Rendered
 from bot.storage import DatabaseUnavailable, Repositories
 from bot.storage.conversations import ConcurrentUpdate
 
+
+def failure(exc: BaseException) -> dict[str, str]:
+    """What a log line may say of an error: its type and where, never its message (the
+    message of a validation or database error can quote what the customer sent)."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
+    return {"cause": type(exc).__name__, "where": where}
+
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/widget"
 HISTORY_PAGE = 100
+REPLAY_NEW = 200  # messages a new page gets; older ones stay in the database
+UPLOADS_PER_DAY = 30  # per customer: uploads are stored in the database
 UPLOAD_PATH = "/widget/upload"
 WIDGET_DIR = ROOT / "widget"
 COMMANDS = {c.value: c for c in (Command.START, Command.BACK, Command.CANCEL, Command.HELP)}
@@ -190,7 +203,9 @@ class WidgetChannel:
         return self._cors(request, web.Response(status=204))
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
-        locale = self.i18n.negotiate(request.headers.get("Accept-Language"))
+        locale = self.i18n.negotiate(
+            request.query.get("locale") or request.headers.get("Accept-Language")
+        )
         try:
             stored = await receive(
                 request,
@@ -198,6 +213,12 @@ class WidgetChannel:
                 max_bytes=self.settings.widget_upload_max_bytes,
                 types=self.settings.upload_types,
             )
+        except DatabaseUnavailable:
+            body = {"error": error(self.i18n, locale, "unavailable")}
+            return self._cors(request, web.json_response(body, status=503))
+        except (ClientPayloadError, ConnectionError, TimeoutError):
+            body = {"error": error(self.i18n, locale, "invalid")}  # the body broke off
+            return self._cors(request, web.json_response(body, status=400))
         except UploadRejected as exc:
             self.metrics.widget_events.labels("upload", exc.code).inc()
             body = {"error": error(self.i18n, locale, exc.code, **exc.params)}
@@ -232,17 +253,30 @@ class WidgetChannel:
         try:
             customer = await self.repos.customers.find(Channel.WIDGET, visitor.external_id)
             if customer is not None:
-                after = last_seq
-                while page := await self.repos.messages.after_seq(
-                    customer.id, after, limit=HISTORY_PAGE
-                ):
-                    payload = {"messages": [message_payload(m) for m in page]}
-                    await self.sio.emit("history", payload, to=sid, namespace=NAMESPACE)
-                    after = page[-1].seq
+                await self._replay(sid, customer, last_seq)
             await self.emit_state(visitor, to=sid)
-        except DatabaseUnavailable:
-            unavailable = error(self.i18n, visitor.locale, "unavailable")
-            await self.sio.emit("error", unavailable, to=sid, namespace=NAMESPACE)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the widget must not hang
+            # Without history and state the widget has nothing to show: drop the
+            # connection, so that it reconnects and tries again.
+            log.warning("widget welcome failed", extra=failure(exc))
+            await self.sio.disconnect(sid, namespace=NAMESPACE)
+
+    async def _replay(self, sid: str, customer: Customer, last_seq: int) -> None:
+        """Everything after `last_seq`; a new page (0) gets the latest REPLAY_NEW only."""
+        after = last_seq
+        if last_seq == 0:
+            latest = await self.repos.messages.latest_seq(customer.id)
+            after = max(0, latest - REPLAY_NEW)
+        first = True
+        while page := await self.repos.messages.after_seq(customer.id, after, limit=HISTORY_PAGE):
+            if not self.sio.manager.is_connected(sid, NAMESPACE):
+                return  # gone: stop reading for nobody
+            payload: dict[str, Any] = {"messages": [message_payload(m) for m in page]}
+            if first:
+                payload["after"] = after  # where this replay starts (older ones not sent)
+                first = False
+            await self.sio.emit("history", payload, to=sid, namespace=NAMESPACE)
+            after = page[-1].seq
 
     async def state(self, visitor: Visitor) -> dict[str, Any]:
         """The language, and the question the dialogue is at (None: no flow running)."""
@@ -285,12 +319,32 @@ class WidgetChannel:
         )
         return [reply, *([prompt] if prompt else [])]
 
+    async def upload_refusal(self, visitor: Visitor) -> str | None:
+        """Why this visitor may not upload now (None: they may).
+
+        Files are personal data: only after consent (C6.2), only where the dialogue takes
+        them (the attachments question, or an open ticket outside a flow), and only so many
+        a day, since they are stored in the database.
+        """
+        customer = await self.repos.customers.find(Channel.WIDGET, visitor.external_id)
+        if customer is None:
+            return "not_now"
+        _, prompt = await self.dialogue.current(Channel.WIDGET, visitor.external_id)
+        if prompt is not None and prompt.input_kind != "attachments":
+            return "not_now"
+        if prompt is None and await self.repos.tickets.latest_open(customer.id) is None:
+            return "not_now"
+        since = utcnow() - timedelta(days=1)
+        if await self.repos.uploads.count_since(visitor.room, since) >= UPLOADS_PER_DAY:
+            return "too_many_files"
+        return None
+
     async def to_input(self, data: WidgetInput, visitor: Visitor) -> Input | None:
         if data.kind == "text":
             words = data.value.strip().split()
             if len(words) == 1 and words[0].startswith("/") and words[0][1:].lower() in COMMANDS:
                 return Input.command(COMMANDS[words[0][1:].lower()])
-            return Input.text(data.value)
+            return Input.text(data.value, step=data.step)
         if data.kind == "choice":
             return Input.choice(data.value, step=data.step)
         if data.kind == "command":
@@ -307,7 +361,8 @@ class WidgetChannel:
                 name=upload.name,
                 mime_type=upload.mime_type,
                 size=upload.size,
-            )
+            ),
+            step=data.step,
         )
 
 
@@ -424,8 +479,18 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     idempotency_key=key,
                 )
             ]
+        except (DatabaseUnavailable, ConcurrentUpdate):
+            return self._fail(visitor, "input", "unavailable")
+        except Exception as exc:  # noqa: BLE001 - a bug costs this input, not the connection
+            log.error("widget input failed", extra=failure(exc))
+            return self._fail(visitor, "input", "error")
+        # Applied and stored: from here on the answer is "ok" whatever else fails, or the
+        # widget would drop an input that was kept (and the customer would type it again).
+        ack: dict[str, Any] = {"seq": None, "replies": replies}
+        try:
             stored = await messages.by_idempotency_key(key)
             if stored is not None:  # the customer's other devices show it too
+                ack["seq"] = stored.seq
                 await channel.sio.emit(
                     "message",
                     message_payload(stored),
@@ -434,14 +499,11 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     namespace=NAMESPACE,
                 )
             state = await channel.state(visitor)
+            ack["prompt"] = state["prompt"]
             await channel.emit_state(visitor, skip=sid, state=state)
-        except (DatabaseUnavailable, ConcurrentUpdate):
-            return self._fail(visitor, "input", "unavailable")
-        except Exception:  # a bug must cost this input, not the connection or the process
-            log.exception("widget input failed")
-            return self._fail(visitor, "input", "error")
-        seq = stored.seq if stored else None
-        return self._ok("input", seq=seq, replies=replies, prompt=state["prompt"])
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.warning("widget input: follow-up failed", extra=failure(exc))
+        return self._ok("input", **ack)
 
     async def on_language(self, sid: str, *args: Any) -> dict[str, Any]:
         data = _one(args)
@@ -458,6 +520,9 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return self._fail(visitor, "language", "invalid")
         except (DatabaseUnavailable, ConcurrentUpdate):
             return self._fail(visitor, "language", "unavailable")
+        except Exception as exc:  # noqa: BLE001 - answer, always
+            log.error("widget language failed", extra=failure(exc))
+            return self._fail(visitor, "language", "error")
         changed = Visitor(visitor.external_id, visitor.room, visitor.ip, choice.locale)
         await self.save_session(sid, {"visitor": changed})
         return self._ok(
@@ -474,6 +539,9 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return self._fail(visitor, "upload", "rate_limited")
         try:
             Empty.model_validate(data)
+            refusal = await channel.upload_refusal(visitor)
+            if refusal is not None:
+                return self._fail(visitor, "upload", refusal)
             seconds = channel.settings.widget_upload_token_seconds
             token = await channel.repos.upload_tokens.issue(
                 visitor.room, timedelta(seconds=seconds)
@@ -482,9 +550,13 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return self._fail(visitor, "upload", "invalid")
         except DatabaseUnavailable:
             return self._fail(visitor, "upload", "unavailable")
+        except Exception as exc:  # noqa: BLE001 - answer, always
+            log.error("widget upload token failed", extra=failure(exc))
+            return self._fail(visitor, "upload", "error")
         return self._ok(
             "upload",
-            url=UPLOAD_PATH,
+            # The locale rides along so that the upload's errors speak the widget's language.
+            url=f"{UPLOAD_PATH}?{urlencode({'locale': visitor.locale})}",
             token=token,
             expires_in=seconds,
             max_bytes=channel.settings.widget_upload_max_bytes,

@@ -47,6 +47,10 @@ ERRORS = {
     "file_too_large": N_("That file is too large: at most {limit} MB."),
     "expired": N_("The upload took too long. Please try again."),
     "not_found": N_("That file was not found. Please attach it again."),
+    "not_now": N_(
+        "Files can be attached when the assistant asks for them, or once your feedback is sent."
+    ),
+    "too_many_files": N_("You have sent many files today. Please try again tomorrow."),
     "error": N_("Something went wrong. Please try again."),
 }
 
