@@ -195,6 +195,7 @@ def build_app(container: Container) -> web.Application:
         secret=settings.form_link_secret.get_secret_value(),
         telegram_username=settings.telegram_bot_username,
         public_url=settings.public_url,
+        posts_per_ip=settings.form_posts_per_ip,
     )
     if container.telegram is not None:
         container.telegram.register_webhook(app)

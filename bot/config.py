@@ -142,6 +142,9 @@ class Settings(BaseSettings):
         default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
         description="HMAC key of the form's confirmation link. Set it when several processes run.",
     )
+    form_posts_per_ip: str = Field(
+        default="20 per hour", description="Form submissions one address may make."
+    )
     telegram_bot_username: str | None = Field(
         default=None, description="The bot's @username, for the link on /channels."
     )
@@ -196,7 +199,13 @@ class Settings(BaseSettings):
         default=300, ge=10, le=3600, description="How long an upload token is good for."
     )
 
-    @field_validator("widget_rate_per_connection", "widget_rate_per_ip", "widget_connects_per_ip")
+    @field_validator(
+        "widget_rate_per_connection",
+        "widget_rate_per_ip",
+        "widget_connects_per_ip",
+        "console_login_failures",
+        "form_posts_per_ip",
+    )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         limits.parse(value)  # "20 per 10 seconds"; raises on anything else

@@ -606,3 +606,16 @@ async def test_c3_2_2_with_the_database_down_nothing_is_acknowledged_and_nothing
         )
         assert response.status == 503
         assert "not available right now" in await response.text()
+
+
+async def test_a_stream_of_forms_from_one_address_is_refused(container: Container) -> None:
+    container.settings = container.settings.model_copy(
+        update={"form_posts_per_ip": "2 per hour", "form_link_secret": SecretStr(SECRET.decode())}
+    )
+    async with TestClient(TestServer(build_app(container))) as client:
+        statuses = []
+        for _ in range(3):
+            form_id = await open_form(client)
+            status, _, _ = await post(client, answers(form_id, text="x"))
+            statuses.append(status)
+    assert statuses == [400, 400, 429]  # the third is refused before it is even read

@@ -48,6 +48,7 @@ def register_form_routes(
     telegram_username: str | None = None,
     public_url: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    posts_per_ip: str = "20 per hour",
 ) -> FormPages:
     """Add the form and channels pages to `app`, and the form's sender to delivery.
 
@@ -72,6 +73,7 @@ def register_form_routes(
         telegram_username=telegram_username,
         public_url=public_url,
         max_body_bytes=max_body_bytes,
+        posts_per_ip=posts_per_ip,
     )
     pages.register(app)
     container.delivery.register(Channel.FORM, FormSender())

@@ -22,6 +22,9 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 from babel import Locale
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from markupsafe import Markup
 
 from bot.channels.form import strings
@@ -161,6 +164,7 @@ class FormPages:
         telegram_username: str | None = None,
         public_url: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        posts_per_ip: str = "20 per hour",
     ) -> None:
         if len(secret) < 16:
             raise ValueError("the form's link secret must be at least 16 bytes")
@@ -176,6 +180,10 @@ class FormPages:
         self.telegram_username = telegram_username
         self.public_url = public_url.rstrip("/") if public_url else None
         self.max_body_bytes = max_body_bytes
+        # Each accepted form stores a customer and a ticket: a few tries with typos are
+        # normal, a stream of them from one address is not.
+        self.posts = parse(posts_per_ip)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=True,
@@ -383,6 +391,16 @@ class FormPages:
 
     async def submit(self, request: web.Request) -> web.Response:
         locale = self.locale(request)
+        if not await self.limiter.hit(self.posts, "form", request.remote or "unknown"):
+            log.info("form refused", extra={"reason": "rate_limited", "status": 429})
+            return self.message(
+                request,
+                locale,
+                status=429,
+                title=self.t(locale, strings.FORM_TITLE),
+                paragraphs=[self.t(locale, strings.ERR_TOO_MANY)],
+                link=self.form_link(locale),
+            )
         content_type = request.content_type
         charset = request.charset
         if content_type != "application/x-www-form-urlencoded" or (

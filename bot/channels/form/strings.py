@@ -82,6 +82,9 @@ ERR_TOO_LARGE = N_(
     "Please fill it in again with a shorter text."
 )
 ERR_MEDIA_TYPE = N_("Please send your feedback with the form on this page.")
+ERR_TOO_MANY = N_(
+    "Too many forms were sent from your network in a short time. Please try again later."
+)
 ERR_BUSY = N_("We are busy saving this form. Please wait a moment and send it again.")
 ERR_PAGE_UNAVAILABLE = N_(
     "This page is not available right now. Please try again in a few minutes."
