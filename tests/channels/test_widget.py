@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -178,9 +179,12 @@ async def test_replay_works_across_a_restart_of_the_service(settings: Settings) 
 
 
 async def test_a_signed_user_is_the_same_customer_on_every_device(service: Service) -> None:
-    signature = sign(SECRET, "shop-user-42")
-    phone = WidgetVisitor(service.url, user="shop-user-42", signature=signature)
-    laptop = WidgetVisitor(service.url, user="shop-user-42", signature=signature)
+    expires = int(time.time()) + 3600
+    signature = sign(SECRET, "shop-user-42", expires)
+    phone, laptop = (
+        WidgetVisitor(service.url, user="shop-user-42", signature=signature, expires=expires)
+        for _ in range(2)
+    )
     await phone.connect()
     await laptop.connect()
     await phone.send("command", "start")
@@ -198,14 +202,32 @@ async def test_a_signed_user_is_the_same_customer_on_every_device(service: Servi
     await laptop.disconnect()
 
 
+def signed(user: str, expires: int, as_user: str | None = None) -> dict[str, Any]:
+    return {
+        "visitor": "v" * 22,
+        "user": as_user or user,
+        "expires": expires,
+        "signature": sign(SECRET, user, expires),
+    }
+
+
+HOUR = 3600
+NOW = int(time.time())
+
+
 @pytest.mark.parametrize(
     ("auth", "code"),
     [
         ({"visitor": "v" * 22, "user": "shop-user-42", "signature": "0" * 64}, "bad_signature"),
         ({"visitor": "v" * 22, "user": "shop-user-42"}, "bad_signature"),
+        (signed("shop-user-42", NOW - HOUR), "bad_signature"),  # expired
+        (signed("shop-user-42", NOW + 30 * 24 * HOUR), "bad_signature"),  # dated too far ahead
+        (signed("shop-user-1", NOW + HOUR, as_user="shop-user-42"), "bad_signature"),
+        ({**signed("shop-user-42", NOW + HOUR), "expires": NOW + 2 * HOUR}, "bad_signature"),
         ({"visitor": "short"}, "bad_auth"),
         ({"visitor": "v" * 22, "$where": "sleep(1000)"}, "bad_auth"),
-        ({"visitor": "v" * 22, "signature": sign(SECRET, "x")}, "bad_auth"),
+        ({"visitor": "v" * 22, "signature": sign(SECRET, "x", NOW + HOUR)}, "bad_auth"),
+        ({"visitor": "v" * 22, "user": "u", "expires": "tomorrow"}, "bad_auth"),
         ("not an object", "bad_auth"),
     ],
 )

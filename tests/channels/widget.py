@@ -15,8 +15,10 @@ from tests.support import eventually
 NAMESPACE = "/widget"
 
 
-def sign(secret: str, user: str) -> str:
-    return hmac.new(secret.encode(), user.encode(), hashlib.sha256).hexdigest()
+def sign(secret: str, user: str, expires: int) -> str:
+    """What the host app's server does: HMAC-SHA256 of "<user>:<expires>"."""
+    message = f"{user}:{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 class WidgetVisitor:
@@ -29,6 +31,7 @@ class WidgetVisitor:
         visitor: str | None = None,
         user: str | None = None,
         signature: str | None = None,
+        expires: int | None = None,
         locale: str = "en",
         origin: str | None = None,
     ) -> None:
@@ -36,6 +39,7 @@ class WidgetVisitor:
         self.visitor = visitor or secrets.token_urlsafe(16)
         self.user = user
         self.signature = signature
+        self.expires = expires
         self.locale = locale
         self.origin = origin
         self.client = socketio.AsyncClient(reconnection=False)
@@ -82,6 +86,8 @@ class WidgetVisitor:
             auth["user"] = self.user
         if self.signature is not None:
             auth["signature"] = self.signature
+        if self.expires is not None:
+            auth["expires"] = self.expires
         auth["last_seq"] = self.last_seq if last_seq is None else last_seq
         return auth
 

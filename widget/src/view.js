@@ -37,6 +37,9 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// A phone or tablet: the main pointer is a finger.
+const touchFirst = () => typeof matchMedia === "function" && matchMedia("(pointer: coarse)").matches;
+
 export class View {
   constructor(handlers) {
     this.handlers = handlers;
@@ -137,6 +140,7 @@ export class View {
         "data-testid": "panel",
         role: "dialog",
         "aria-labelledby": "fbw-title",
+        tabindex: "-1", // focusable by script (on a touch screen), not a tab stop
         hidden: true,
       },
       h(
@@ -267,7 +271,8 @@ export class View {
     this.launcher.setAttribute("aria-expanded", String(open));
     if (open) {
       this.scrollToEnd();
-      this.input.focus();
+      if (touchFirst()) this.panel.focus();
+      else this.input.focus();
     } else if (this.shadow.activeElement && this.shadow.activeElement !== this.launcher) {
       this.launcher.focus();
     }
@@ -451,8 +456,12 @@ export class View {
   }
 
   // Focus left on a button that is about to disappear goes to the text box instead.
+  // The buttons that had focus are going away: keep keyboard users in the panel. On a
+  // touch screen, focusing the text box would pop the keyboard up over the next buttons.
   keepFocus(container) {
     const active = this.shadow.activeElement;
-    if (active && container && container.contains(active)) this.input.focus();
+    if (!active || !container || !container.contains(active)) return;
+    if (touchFirst()) this.panel.focus();
+    else this.input.focus();
   }
 }

@@ -39,6 +39,7 @@ export class Widget {
     this.server = server.replace(/\/+$/, "");
     this.user = options.user == null || options.user === "" ? null : String(options.user);
     this.signature = this.user && options.signature ? String(options.signature) : null;
+    this.expires = this.user && Number.isInteger(options.expires) ? options.expires : null;
     this.hostLocale =
       str(options.locale) || (typeof navigator !== "undefined" ? navigator.language : "") || "en";
 
@@ -161,6 +162,7 @@ export class Widget {
     if (this.user) {
       auth.user = this.user;
       if (this.signature) auth.signature = this.signature;
+      if (this.expires !== null) auth.expires = this.expires;
     }
     auth.locale = toBcp47(this.locale());
     auth.last_seq = this.conv.lastSeq;

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -57,7 +58,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/widget"
 HISTORY_PAGE = 100
 REPLAY_NEW = 200  # messages a new page gets; older ones stay in the database
-UPLOADS_PER_DAY = 30  # per customer: uploads are stored in the database
+UPLOADS_PER_DAY = 30
+IDENTITY_MAX_SECONDS = 7 * 24 * 3600  # how far ahead a host app may date a signature  # per customer: uploads are stored in the database
 UPLOAD_PATH = "/widget/upload"
 WIDGET_DIR = ROOT / "widget"
 COMMANDS = {c.value: c for c in (Command.START, Command.BACK, Command.CANCEL, Command.HELP)}
@@ -319,6 +321,24 @@ class WidgetChannel:
         )
         return [reply, *([prompt] if prompt else [])]
 
+    def identity_valid(self, user: str, expires: int | None, signature: str | None) -> bool:
+        """The host app signed `<user>:<expires>` (unix seconds) and it has not expired.
+
+        The signature sits in the host page, so it must not be good forever: at most
+        IDENTITY_MAX_SECONDS ahead. The comparison takes the same time however much of
+        the signature is right.
+        """
+        secret = self.settings.widget_identity_secret
+        if secret is None or signature is None or expires is None:
+            return False
+        now = int(time.time())
+        if not now < expires <= now + IDENTITY_MAX_SECONDS:
+            return False
+        expected = hmac.new(
+            secret.get_secret_value().encode(), f"{user}:{expires}".encode(), hashlib.sha256
+        ).hexdigest()
+        return hmac.compare_digest(expected, signature)
+
     async def upload_refusal(self, visitor: Visitor) -> str | None:
         """Why this visitor may not upload now (None: they may).
 
@@ -409,16 +429,10 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except ValidationError:
             raise refuse("bad_auth") from None
         if login.user is not None:
-            secret = channel.settings.widget_identity_secret
-            if secret is None or login.signature is None:
-                raise refuse("bad_signature")
-            expected = hmac.new(
-                secret.get_secret_value().encode(), login.user.encode(), hashlib.sha256
-            ).hexdigest()
-            if not hmac.compare_digest(expected, login.signature):
+            if not channel.identity_valid(login.user, login.expires, login.signature):
                 raise refuse("bad_signature")
             external_id = f"user:{login.user}"
-        elif login.signature is not None:
+        elif login.signature is not None or login.expires is not None:
             raise refuse("bad_auth")
         else:
             external_id = f"visitor:{login.visitor}"

@@ -30,6 +30,7 @@ class Strict(BaseModel):
 class WidgetAuth(Strict):
     visitor: Annotated[Token, StringConstraints(min_length=22, max_length=64)]
     user: Annotated[Clean, StringConstraints(min_length=1, max_length=128)] | None = None
+    expires: Annotated[int, Field(ge=0, le=2**40)] | None = None  # unix seconds, signed
     signature: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
     locale: Annotated[Clean, StringConstraints(max_length=35)] | None = None
     last_seq: Annotated[int, Field(ge=0, le=2**53)] = 0
