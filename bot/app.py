@@ -19,6 +19,7 @@ from bot.channels.form import FORM_PAGES, register_form_routes
 from bot.channels.telegram import TelegramChannel
 from bot.channels.widget import WidgetChannel
 from bot.config import Settings
+from bot.console import register_console
 from bot.domain.calendar import WorkingCalendar
 from bot.domain.flow import FlowConfig
 from bot.domain.models import utcnow
@@ -35,6 +36,7 @@ from bot.storage.embedded import EmbeddedDatabase
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+DELIVERY_STOP_SECONDS = 10.0
 
 
 @dataclass
@@ -188,6 +190,7 @@ def build_app(container: Container) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     container.widget.attach(app)
+    register_console(app, container)
     settings = container.settings
     app[FORM_PAGES] = register_form_routes(
         app,
@@ -201,12 +204,17 @@ def build_app(container: Container) -> web.Application:
         container.telegram.register_webhook(app)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
+        delivery = asyncio.create_task(container.delivery.run())
         tasks = [
             asyncio.create_task(container.ensure_indexes_until_ready()),
-            asyncio.create_task(container.delivery.run()),
+            delivery,
             asyncio.create_task(container.run_channels()),
         ]
         yield
+        # The dispatcher finishes the message in hand and stops; it is cancelled only if
+        # that takes too long (a send hanging on an unreachable channel).
+        container.delivery.stop()
+        await asyncio.wait([delivery], timeout=DELIVERY_STOP_SECONDS)
         for task in tasks:
             task.cancel()
         for task in tasks:

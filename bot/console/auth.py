@@ -63,6 +63,7 @@ SIGN_IN = N_("Sign in")
 WRONG = N_("The user name or the password is wrong.")
 THROTTLED = N_("Too many failed attempts. Please wait a few minutes and try again.")
 FORBIDDEN = N_("This request was refused: reload the page and try again.")
+OTHER_ROLE = N_("This page is for another role.")
 
 _hasher = PasswordHasher()  # argon2id
 _templates = jinja2.Environment(
@@ -98,7 +99,8 @@ def staff_of(request: web.Request) -> Staff:
 def require(request: web.Request, role: StaffRole) -> Staff:
     staff = staff_of(request)
     if RANK[staff.role] < RANK[role]:
-        raise web.HTTPForbidden(text="This page is for another role.")
+        text = _container(request).i18n.render(staff.locale, Text(OTHER_ROLE))
+        raise web.HTTPForbidden(text=text)
     return staff
 
 

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from bot.domain.calendar import WorkingCalendar
+from bot.domain.models import Model, Ticket, new_id, utcnow
 from bot.domain.models import TicketStatus as S
 from bot.domain.text import N_
 
@@ -54,3 +62,72 @@ def check_transition(current: S, target: S) -> None:
 def format_reference(prefix: str, year: int, number: int) -> str:
     """FB-2026-000123: prefix, the year it was filed (company time), a running number."""
     return f"{prefix}-{year}-{number:06d}"
+
+
+# The statuses staff may move a ticket to from the console (C3.1.5); "received" and
+# "acknowledged" are the system's own.
+STAFF_TARGETS: tuple[S, ...] = (
+    S.IN_PROGRESS,
+    S.WAITING_FOR_CUSTOMER,
+    S.RESOLVED,
+    S.ADOPTED,
+    S.DECLINED,
+    S.CLOSED,
+)
+
+
+class SlaKind(StrEnum):
+    MET = "met"  # the first handling opinion was given (C3.1.3)
+    OVERDUE = "overdue"
+    DUE_TODAY = "due_today"
+    UPCOMING = "upcoming"
+    CLOSED = "closed"  # finished without a first response: nothing left to keep
+
+
+@dataclass(frozen=True)
+class Sla:
+    kind: SlaKind
+    working_days: int = 0  # for UPCOMING: working days left until the due date
+
+
+def sla_of(ticket: Ticket, now: datetime, calendar: WorkingCalendar) -> Sla:
+    """Where a ticket stands against its first-response deadline (C3.1.3).
+
+    "Due today" and "in N working days" are counted in the company's time zone and
+    working days, the same way the due date itself was counted.
+    """
+    if ticket.first_response_at is not None:
+        return Sla(SlaKind.MET)
+    if ticket.status not in OPEN:
+        return Sla(SlaKind.CLOSED)
+    if now > ticket.response_due:
+        return Sla(SlaKind.OVERDUE)
+    today = calendar.local_date(now)
+    due_day = calendar.local_date(ticket.response_due)
+    if due_day <= today:
+        return Sla(SlaKind.DUE_TODAY)
+    return Sla(SlaKind.UPCOMING, calendar.working_days_between(today, due_day))
+
+
+def assignee_of(ticket: Ticket) -> str | None:
+    """The staff id the ticket is assigned to: the last "assigned" event decides.
+
+    The repository also keeps it in the document's `assignee` field so the queue can
+    filter on it; the timeline stays the record of who assigned whom, and when.
+    """
+    for event in reversed(ticket.events):
+        if event.kind == "assigned":
+            return event.detail or None
+    return None
+
+
+class CannedReply(Model):
+    """A ready answer staff can start a reply from, in one language (managed by supervisors)."""
+
+    id: str = Field(default_factory=new_id, alias="_id")
+    locale: str
+    title: str
+    text: str
+    created_by: str  # staff id
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -95,6 +95,7 @@ class DeliveryService:
         self.poll_seconds = poll_seconds
         self.owner = f"dispatcher-{new_id()[:12]}"
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def register(self, channel: Channel, sender: Sender) -> None:
         self.senders[channel] = sender
@@ -210,19 +211,31 @@ class DeliveryService:
     async def drain(self) -> int:
         """Send everything due now; returns how many messages were settled."""
         count = 0
-        while await self.dispatch_once():
+        while not self._stopping and await self.dispatch_once():
             count += 1
         return count
 
     async def run(self) -> None:
-        """The dispatcher loop: drain, then sleep until woken or the poll interval passes."""
-        while True:
+        """The dispatcher loop: drain, then sleep until woken or the poll interval passes.
+
+        It ends after stop(), between two messages: cancelling it in the middle of a
+        database call can leave the driver's connection half used (and a cancellation
+        that the driver reports as a connection error would be swallowed here).
+        """
+        self._stopping = False
+        while not self._stopping:
             try:
                 await self.drain()
             except DatabaseUnavailable:
                 log.warning("delivery paused: database unavailable")
             except Exception:  # keep delivering: one bad document must not stop the loop
                 log.exception("dispatcher error")
+            if self._stopping:
+                break
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from typing import Any, Protocol
 
 from bot.domain.calendar import WorkingCalendar
@@ -27,6 +28,7 @@ from bot.domain.models import (
 from bot.domain.text import N_, Param, Text, Verbatim
 from bot.domain.tickets import (
     FIRST_RESPONSE,
+    OPEN,
     STATUS_LABELS,
     check_transition,
 )
@@ -34,6 +36,7 @@ from bot.i18n import I18n
 from bot.metrics import Metrics
 from bot.services.delivery import Clock, DeliveryService
 from bot.storage import Repositories
+from bot.storage.tickets import TicketQuery
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,16 @@ class TicketListener(Protocol):
     async def staff_message(self, ticket: Ticket, message: Message) -> None: ...
 
 
+class TicketChangeListener(TicketListener, Protocol):
+    """A listener that also wants status, assignment, complexity and note changes.
+
+    Optional: `_notify` skips listeners without the method, so the Telegram staff
+    topics (which show none of these) need not implement it.
+    """
+
+    async def ticket_changed(self, ticket: Ticket, change: str) -> None: ...
+
+
 class TicketNotFound(LookupError):
     pass
 
@@ -83,6 +96,30 @@ class StatusConflict(RuntimeError):
 class Deadlines:
     first_response_days: int
     complex_days: int
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """The staff queue's filters, as staff choose them (strings resolved here, not in a page)."""
+
+    statuses: tuple[TicketStatus, ...] | None = tuple(OPEN)  # None: every status
+    category: Category | None = None
+    channel: Channel | None = None
+    assignee: str | None = None  # a staff id
+    unassigned: bool = False
+    overdue: bool = False
+    due_today: bool = False
+    search: str | None = None
+    page: int = 1
+    per_page: int = 50
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    tickets: list[Ticket]
+    total: int
+    page: int
+    pages: int
 
 
 class TicketService:
@@ -110,8 +147,11 @@ class TicketService:
 
     async def _notify(self, event: str, *args: object) -> None:
         for listener in self.listeners:
+            handler = getattr(listener, event, None)
+            if handler is None:  # an optional event this listener does not follow
+                continue
             try:
-                await getattr(listener, event)(*args)
+                await handler(*args)
             except Exception:  # another view failing must not fail the ticket
                 log.exception("ticket listener failed", extra={"event": event})
 
@@ -232,7 +272,9 @@ class TicketService:
                 author=Author.STAFF if actor != "system" else Author.BOT,
                 staff_id=actor if actor != "system" else None,
             )
-        return await self.get(ticket.id)
+        changed = await self.get(ticket.id)
+        await self._notify("ticket_changed", changed, "status")
+        return changed
 
     async def set_complex(self, ticket_id: str, *, actor: str, complex_: bool = True) -> Ticket:
         """Complex tickets get XX working days instead of X, counted from filing (C3.1.3)."""
@@ -243,7 +285,18 @@ class TicketService:
             at=self.clock(), kind="complex", actor=actor, detail="on" if complex_ else "off"
         )
         await self.repos.tickets.add_event(ticket.id, event, complex=complex_, response_due=due)
-        return await self.get(ticket.id)
+        changed = await self.get(ticket.id)
+        await self._notify("ticket_changed", changed, "complex")
+        return changed
+
+    async def assign(self, ticket_id: str, *, actor: str, assignee: str | None) -> Ticket:
+        """Give the ticket to a staff member (None: to nobody), on the timeline."""
+        ticket = await self.get(ticket_id)
+        event = TimelineEvent(at=self.clock(), kind="assigned", actor=actor, detail=assignee)
+        await self.repos.tickets.assign(ticket.id, assignee, event)
+        changed = await self.get(ticket.id)
+        await self._notify("ticket_changed", changed, "assigned")
+        return changed
 
     async def staff_reply(
         self, ticket_id: str, *, staff_id: str, text: str, idempotency_key: str | None = None
@@ -275,7 +328,75 @@ class TicketService:
         """An internal note on the timeline: staff see it, the customer never does."""
         event = TimelineEvent(at=self.clock(), kind="note", actor=staff_id, detail=text)
         await self.repos.tickets.add_event(ticket_id, event)
-        return await self.get(ticket_id)
+        changed = await self.get(ticket_id)
+        await self._notify("ticket_changed", changed, "note")
+        return changed
+
+    async def log_on_behalf(
+        self,
+        *,
+        staff_id: str,
+        channel: Channel,
+        locale: str,
+        contact: Mapping[str, str],
+        answers: Mapping[str, Any],
+        flow_id: str,
+        external_id: str,
+    ) -> Ticket:
+        """File feedback a staff member took by phone or e-mail (C2.2 (2), (3)).
+
+        Nobody was asked for consent in a chat, so no consent is recorded: the ticket
+        says who logged it instead, and it is used only to handle the feedback (no
+        expanded use, C3.1.7). Idempotent per `flow_id`, like every filing.
+        """
+        customer = await self.repos.customers.get_or_create(channel, external_id, locale)
+        ticket = await self.file(
+            customer, channel, {**answers, "contact": dict(contact)}, flow_id=flow_id
+        )
+        if not any(e.kind == "logged" for e in ticket.events):
+            event = TimelineEvent(
+                at=self.clock(), kind="logged", actor=staff_id, detail=channel.value
+            )
+            await self.repos.tickets.add_event(ticket.id, event)
+            ticket = await self.get(ticket.id)
+        return ticket
+
+    async def queue(self, filters: QueueFilters) -> QueuePage:
+        """The staff queue: matching tickets, soonest first-response deadline first (C3.1.3)."""
+        now = self.clock()
+        due_before: datetime | None = None
+        due_from: datetime | None = None
+        unanswered = filters.overdue or filters.due_today
+        statuses = filters.statuses
+        if unanswered:  # a deadline binds only open tickets still waiting for a response
+            statuses = tuple(s for s in (statuses or tuple(OPEN)) if s in OPEN)
+        if filters.due_today:  # due dates are the end of a working day, company time
+            end_of_today = datetime.combine(
+                self.calendar.local_date(now), time(23, 59, 59), tzinfo=self.calendar.tz
+            ) + timedelta(seconds=1)
+            due_before = end_of_today
+            due_from = None if filters.overdue else now  # both: overdue or due today
+        elif filters.overdue:
+            due_before = now
+        per_page = max(1, filters.per_page)
+        page = max(1, filters.page)
+        tickets, total = await self.repos.tickets.search(
+            TicketQuery(
+                statuses=statuses,
+                category=filters.category,
+                channel=filters.channel,
+                assignee=filters.assignee,
+                unassigned=filters.unassigned,
+                unanswered=unanswered,
+                due_before=due_before,
+                due_from=due_from,
+                search=filters.search,
+                skip=(page - 1) * per_page,
+                limit=per_page,
+            )
+        )
+        pages = max(1, -(-total // per_page))
+        return QueuePage(tickets=tickets, total=total, page=page, pages=pages)
 
     async def by_telegram_topic(self, chat_id: int, topic_id: int) -> Ticket | None:
         return await self.repos.tickets.by_telegram_topic(chat_id, topic_id)

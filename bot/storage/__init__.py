@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from bot.storage.audit import AuditRepository
+from bot.storage.canned import CannedReplyRepository
 from bot.storage.consents import ConsentRepository
 from bot.storage.conversations import ConversationRepository
 from bot.storage.customers import CustomerRepository
@@ -32,6 +33,7 @@ class Repositories:
     uploads: UploadRepository
     upload_tokens: UploadTokenRepository
     locks: LockRepository
+    canned: CannedReplyRepository
 
     @classmethod
     def create(cls, database: Database) -> Repositories:
@@ -50,6 +52,7 @@ class Repositories:
             uploads=UploadRepository(db),
             upload_tokens=UploadTokenRepository(db),
             locks=locks,
+            canned=CannedReplyRepository(db),
         )
 
     def all(self) -> list[Repository]:  # type: ignore[type-arg]

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from bot.domain.models import Ticket, TicketStatus, TimelineEvent, utcnow
+from bot.domain.models import Category, Channel, Ticket, TicketStatus, TimelineEvent, utcnow
 from bot.domain.tickets import format_reference
 from bot.storage.database import Inserted, Repository
 from bot.storage.locks import LockRepository
@@ -21,6 +25,28 @@ OPEN_STATUSES = [
 ]
 
 
+# Customers matched by a contact search, at most: a search for "1" must not build a huge $in.
+CONTACT_MATCHES = 200
+REFERENCE_RE = re.compile(r"^[A-Za-z]{1,6}-\d{4}-\d{1,}$")
+
+
+@dataclass(frozen=True)
+class TicketQuery:
+    """What the staff queue asks for. Every filter is optional; None means "any"."""
+
+    statuses: Sequence[TicketStatus] | None = None
+    category: Category | None = None
+    channel: Channel | None = None
+    assignee: str | None = None  # a staff id
+    unassigned: bool = False
+    unanswered: bool = False  # no first response yet (C3.1.3)
+    due_before: datetime | None = None  # response_due < this
+    due_from: datetime | None = None  # response_due >= this
+    search: str | None = None  # a reference, words of the text, or a contact
+    skip: int = 0
+    limit: int = 50
+
+
 class TicketRepository(Repository[Ticket]):
     collection_name = "tickets"
     model = Ticket
@@ -31,6 +57,8 @@ class TicketRepository(Repository[Ticket]):
         IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("status", ASCENDING), ("response_due", ASCENDING)]),
         IndexModel([("telegram_topic_chat_id", ASCENDING), ("telegram_topic_id", ASCENDING)]),
+        IndexModel([("assignee", ASCENDING), ("response_due", ASCENDING)]),
+        IndexModel([("response_due", ASCENDING)]),
     )
 
     def __init__(self, *args: object, locks: LockRepository, **kwargs: object) -> None:
@@ -124,3 +152,71 @@ class TicketRepository(Repository[Ticket]):
             .limit(limit)
         )
         return [self._load(doc) async for doc in cursor]
+
+    async def assign(self, ticket_id: str, assignee: str | None, event: TimelineEvent) -> bool:
+        """Set who works on the ticket, with the event on the timeline (one write, locked).
+
+        `assignee` is a top-level field only so the queue can filter on it; the
+        timeline's "assigned" events stay the record (bot.domain.tickets.assignee_of).
+        """
+        return await self.add_event(ticket_id, event, assignee=assignee)
+
+    async def _contact_matches(self, term: str) -> list[str]:
+        """Ids of customers whose e-mail or phone contains `term`.
+
+        FerretDB v1 has no $lookup, so the join with the customers collection is done
+        here in two steps: customers first, then their tickets.
+        """
+        pattern = {"$regex": re.escape(term), "$options": "i"}
+        alternatives: list[dict[str, Any]] = [{"email": pattern}]
+        digits = re.sub(r"\D", "", term)
+        if len(digits) >= 4:
+            alternatives.append({"phone": {"$regex": re.escape(digits)}})
+        customers = self.collection.database["customers"]
+        cursor = customers.find({"$or": alternatives}, projection={"_id": 1}).limit(CONTACT_MATCHES)
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def _filter(self, query: TicketQuery) -> dict[str, Any]:
+        conditions: list[dict[str, Any]] = []
+        if query.statuses is not None:
+            conditions.append({"status": {"$in": [s.value for s in query.statuses]}})
+        if query.category is not None:
+            conditions.append({"category": query.category.value})
+        if query.channel is not None:
+            conditions.append({"channel": query.channel.value})
+        if query.unassigned:
+            conditions.append({"assignee": None})
+        elif query.assignee is not None:
+            conditions.append({"assignee": query.assignee})
+        if query.unanswered:
+            conditions.append({"first_response_at": None})
+        if query.due_before is not None:
+            conditions.append({"response_due": {"$lt": query.due_before}})
+        if query.due_from is not None:
+            conditions.append({"response_due": {"$gte": query.due_from}})
+        term = (query.search or "").strip()
+        if term:
+            if REFERENCE_RE.match(term):
+                conditions.append({"reference": term.upper()})
+            else:
+                alternatives: list[dict[str, Any]] = [
+                    {"reference": {"$regex": re.escape(term), "$options": "i"}},
+                    {"text": {"$regex": re.escape(term), "$options": "i"}},
+                ]
+                customer_ids = await self._contact_matches(term)
+                if customer_ids:
+                    alternatives.append({"customer_id": {"$in": customer_ids}})
+                conditions.append({"$or": alternatives})
+        return {"$and": conditions} if conditions else {}
+
+    async def search(self, query: TicketQuery) -> tuple[list[Ticket], int]:
+        """One page of matching tickets, soonest response due first, and how many match."""
+        mongo_filter = await self._filter(query)
+        total = await self.collection.count_documents(mongo_filter)
+        cursor = (
+            self.collection.find(mongo_filter)
+            .sort([("response_due", ASCENDING), ("_id", ASCENDING)])
+            .skip(query.skip)
+            .limit(query.limit)
+        )
+        return [self._load(doc) async for doc in cursor], total

@@ -1,0 +1,40 @@
+"""The staff console (issue 6): where staff answer, decide and keep the deadlines.
+
+`register_console(app, container)` adds, on the service's aiohttp app:
+- sign-in, sessions, CSRF and security headers (bot.console.auth);
+- the pages under /console (bot.console.pages) and their script and stylesheet
+  under /console/static/;
+- the socket.io namespace /staff on the widget's AsyncServer (one per process), fed
+  by a ticket listener, so queues and ticket pages follow changes live.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from bot.console.auth import ConsoleAuth
+from bot.console.live import StaffLive, StaffNamespace
+from bot.console.pages import ConsolePages
+
+if TYPE_CHECKING:
+    from bot.app import Container
+
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_PATH = "/console/static"
+
+
+def register_console(app: web.Application, container: Container) -> None:
+    ConsoleAuth(container).register(app)
+    ConsolePages(container).register(app)
+    app.router.add_static(STATIC_PATH, STATIC_DIR, append_version=False)
+    sio = container.widget.sio
+    sio.register_namespace(StaffNamespace())
+    # One listener per container, even when a test builds two apps around it.
+    if not any(isinstance(listener, StaffLive) for listener in container.tickets.listeners):
+        container.tickets.listeners.append(StaffLive(sio))
+
+
+__all__ = ["register_console"]

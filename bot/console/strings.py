@@ -1,0 +1,255 @@
+"""Every string the staff console shows, marked for extraction into the Babel catalogs.
+
+Pages render them in the signed-in staff member's own locale (Staff.locale). The
+customer's words are never among them: those are shown as text, untranslated.
+"""
+
+from __future__ import annotations
+
+from bot.domain.models import Channel, ConsentPurpose, DeliveryState, StaffRole
+from bot.domain.models import TicketStatus as S
+from bot.domain.text import N_
+from bot.domain.tickets import SlaKind
+
+# ---------------------------------------------------------------- every page
+
+CONSOLE = N_("Staff console")
+NAV_LABEL = N_("Console sections")
+NAV_QUEUE = N_("Queue")
+NAV_INTAKE = N_("Log feedback")
+NAV_CANNED = N_("Canned replies")
+NAV_AUDIT = N_("Audit log")
+SIGNED_IN_AS = N_("Signed in as {name} ({role})")
+SIGN_OUT = N_("Sign out")
+LIVE_OFFLINE = N_("Live updates are paused; reload the page to see the latest.")
+UNAVAILABLE = N_("The database is unavailable. Please try again in a moment.")
+NOT_FOUND = N_("There is no such ticket.")
+NOT_FOUND_TITLE = N_("Not found")
+ANY = N_("Any")
+NOT_GIVEN = N_("not given")
+SAVE = N_("Save")
+DELETE = N_("Delete")
+FILTER = N_("Filter")
+CLEAR = N_("Clear")
+PREVIOUS = N_("Previous")
+NEXT = N_("Next")
+PAGE_OF = N_("Page {page} of {pages}")
+
+ROLES = {
+    StaffRole.AGENT: N_("agent"),
+    StaffRole.SUPERVISOR: N_("supervisor"),
+    StaffRole.ADMIN: N_("administrator"),
+}
+
+# The staff's names for statuses (the customer is told bot.domain.tickets.STATUS_LABELS).
+STATUSES = {
+    S.RECEIVED: N_("Received"),
+    S.ACKNOWLEDGED: N_("Acknowledged"),
+    S.IN_PROGRESS: N_("In progress"),
+    S.WAITING_FOR_CUSTOMER: N_("Waiting for the customer"),
+    S.RESOLVED: N_("Resolved"),
+    S.ADOPTED: N_("Adopted"),
+    S.DECLINED: N_("Declined"),
+    S.CLOSED: N_("Closed"),
+}
+
+CHANNELS = {
+    Channel.TELEGRAM: N_("Telegram"),
+    Channel.WIDGET: N_("In-app widget"),
+    Channel.FORM: N_("Online form"),
+    Channel.PHONE: N_("Phone"),
+    Channel.EMAIL: N_("E-mail"),
+    Channel.TERMINAL: N_("Terminal (development)"),
+}
+
+SLA = {
+    SlaKind.OVERDUE: N_("Overdue"),
+    SlaKind.DUE_TODAY: N_("Due today"),
+    SlaKind.UPCOMING: N_("Due in {days} working days"),
+    SlaKind.MET: N_("Responded"),
+    SlaKind.CLOSED: N_("No response needed"),
+}
+
+# ---------------------------------------------------------------- the queue
+
+QUEUE_TITLE = N_("Ticket queue")
+STATUS = N_("Status")
+STATUS_OPEN = N_("Open")
+STATUS_ALL = N_("All")
+CATEGORY = N_("Category")
+CHANNEL = N_("Channel")
+ASSIGNEE = N_("Assigned to")
+ASSIGNEE_ME = N_("Me")
+ASSIGNEE_NONE = N_("Nobody")
+DEADLINE = N_("Deadline")
+DEADLINE_OVERDUE = N_("Overdue")
+DEADLINE_TODAY = N_("Due today")
+DEADLINE_BOTH = N_("Overdue or due today")
+SEARCH = N_("Search")
+SEARCH_HINT = N_("Reference, words of the feedback, e-mail or phone")
+REFERENCE = N_("Reference")
+RATING = N_("Rating")
+DUE = N_("First response due")
+COUNT = N_("{count} tickets")
+EMPTY_QUEUE = N_("No tickets match these filters.")
+COMPLEX_BADGE = N_("complex")
+
+# ---------------------------------------------------------------- the ticket page
+
+TICKET_TITLE = N_("Ticket {reference}")
+BACK_TO_QUEUE = N_("Back to the queue")
+FEEDBACK = N_("Feedback")
+RATING_VALUE = N_("{rating} of 5")
+FILED_AT = N_("Filed")
+TEXT_OWN_WORK = N_("The customer marked this text as their own work.")
+TIMELINE = N_("Timeline")
+CUSTOMER_PANEL = N_("Customer")
+LANGUAGE = N_("Language")
+CONTACT_NAME = N_("Name")
+CONTACT_EMAIL = N_("E-mail")
+CONTACT_PHONE = N_("Phone")
+CONSENTS = N_("Consents")
+CONSENT_GRANTED = N_("given")
+CONSENT_REFUSED = N_("refused or withdrawn")
+CONSENT_LINE = N_("{purpose}: {state} (notice version {version}, {at})")
+NO_CONSENTS = N_("No consent recorded.")
+NO_CONSENTS_LOGGED = N_(
+    "No consent recorded: staff logged this feedback on the customer's behalf. "
+    "Use it only to handle this feedback."
+)
+EXPANDED_USE_IN_FORCE = N_("Expanded use allowed when filed")
+EXPANDED_USE_NOT = N_("Use only to handle this feedback")
+CONSENT_PURPOSES = {
+    ConsentPurpose.PROCESSING: N_("Processing the feedback"),
+    ConsentPurpose.EXPANDED_USE: N_("Expanded use (analysis, product improvement)"),
+    ConsentPurpose.LICENCE: N_("Feedback licence"),
+}
+ATTACHMENTS = N_("Attachments")
+NO_ATTACHMENTS = N_("None")
+OWN_WORK = N_("own work")
+ATTACHMENT_UNNAMED = N_("file without a name")
+
+ACTOR_CUSTOMER = N_("Customer")
+ACTOR_BOT = N_("Bot")
+ACTOR_SYSTEM = N_("System")
+ACTOR_STAFF = N_("Staff: {name}")
+EVENT_CREATED = N_("Feedback filed")
+EVENT_LOGGED = N_("{name} logged this feedback, received by {channel}")
+EVENT_STATUS = N_("{name}: status {from_status} → {to_status}")
+EVENT_STATUS_MESSAGE = N_("Message to the customer: {message}")
+EVENT_COMPLEX_ON = N_("{name} marked the ticket complex")
+EVENT_COMPLEX_OFF = N_("{name} marked the ticket not complex")
+EVENT_ASSIGNED = N_("{name} assigned the ticket to {assignee}")
+EVENT_UNASSIGNED = N_("{name} took the ticket off everyone's list")
+EVENT_NOTE = N_("Internal note by {name}")
+EVENT_REPLY = N_("{name} gave the first response")
+EVENT_TOPIC = N_("Staff topic opened in Telegram")
+EVENT_OTHER = N_("{name}: {kind}")
+
+DELIVERY = {
+    DeliveryState.PENDING: N_("waiting to be delivered"),
+    DeliveryState.SENT: N_("delivered"),
+    DeliveryState.UNDELIVERABLE: N_("undeliverable"),
+    DeliveryState.NOT_APPLICABLE: N_("received"),
+}
+DELIVERY_ERROR = N_("Last error: {error}")
+DELIVERY_ATTEMPTS = N_("Attempts: {attempts}")
+
+REPLY = N_("Reply to the customer")
+REPLY_HINT = N_("Sent on the customer's channel ({channel}), now or when they come back.")
+REPLY_SEND = N_("Send reply")
+CANNED_PICK = N_("Start from a canned reply")
+CANNED_USE = N_("Use")
+CANNED_NONE_FOR_LOCALE = N_("No canned replies in this customer's language yet.")
+NOTE = N_("Internal note")
+NOTE_HINT = N_("Only staff see notes; the customer never does.")
+NOTE_ADD = N_("Add note")
+STATUS_CHANGE = N_("Change the status")
+STATUS_NEW = N_("New status")
+STATUS_MESSAGE = N_("Message to the customer (optional; say why for adopted or declined)")
+STATUS_APPLY = N_("Change status")
+COMPLEX = N_("Complexity")
+COMPLEX_IS = N_("Complex: first response within {days} working days.")
+COMPLEX_IS_NOT = N_("Not complex: first response within {days} working days.")
+COMPLEX_SET = N_("Mark complex")
+COMPLEX_UNSET = N_("Mark not complex")
+ASSIGNMENT = N_("Assignment")
+ASSIGNED_TO = N_("Assigned to {name}.")
+ASSIGNED_NOBODY = N_("Not assigned to anyone.")
+ASSIGN_ME = N_("Assign to me")
+ASSIGN_NOBODY = N_("Unassign")
+ASSIGN_USERNAME = N_("User name of a colleague")
+ASSIGN = N_("Assign")
+
+DONE = {
+    "reply": N_("Reply queued: the customer gets it on their own channel."),
+    "status": N_("Status changed; the customer is being told."),
+    "note": N_("Note added."),
+    "assigned": N_("Assignment changed."),
+    "complex": N_("Complexity changed; the due date is updated."),
+}
+ERRORS = {
+    "transition": N_("That status change is not possible from the ticket's current status."),
+    "conflict": N_("Someone changed this ticket at the same moment. Check it and try again."),
+    "busy": N_("The ticket is busy. Please try again in a moment."),
+    "empty": N_("Please write something first."),
+    "too_long": N_("The text is too long."),
+    "no_such_staff": N_("No active staff member has that user name."),
+    "invalid": N_("That request was not understood. Reload the page and try again."),
+}
+
+# ---------------------------------------------------------------- manual intake (C2.2)
+
+INTAKE_TITLE = N_("Log feedback received by phone or e-mail")
+INTAKE_INTRO = N_(
+    "For feedback a customer gave by phone or e-mail. The ticket records the channel "
+    "and that you logged it. No consent is recorded, so it is used only to handle this "
+    "feedback. Replies cannot be sent automatically: call or write back yourself."
+)
+INTAKE_CHANNEL = N_("Received by")
+INTAKE_CONTACT = N_("The customer's phone number or e-mail address (optional)")
+INTAKE_LOCALE = N_("The customer's language")
+INTAKE_TEXT = N_("What the customer said")
+INTAKE_OWN_WORK = N_("The customer says this text is their own work")
+INTAKE_SUBMIT = N_("Log feedback")
+INTAKE_DONE = N_(
+    "Logged as {reference}. Tell the customer this reference number; "
+    "the first response is due by {due}."
+)
+INTAKE_ERRORS = {
+    "channel": N_("Choose how the feedback was received."),
+    "category": N_("Choose a category."),
+    "rating": N_("Choose a rating from 1 to 5."),
+    "text": N_("Write down what the customer said ({min} to {max} characters)."),
+    "contact": N_("That does not look like a phone number or an e-mail address."),
+    "locale": N_("Choose the customer's language."),
+}
+
+# ---------------------------------------------------------------- canned replies
+
+CANNED_TITLE = N_("Canned replies")
+CANNED_INTRO = N_(
+    "Ready answers agents can start a reply from. Each is in one language; a ticket "
+    "offers those in its customer's language."
+)
+CANNED_ADD = N_("Add a canned reply")
+CANNED_TITLE_FIELD = N_("Title")
+CANNED_TEXT_FIELD = N_("Text")
+CANNED_EMPTY = N_("No canned replies yet.")
+CANNED_SAVED = N_("Saved.")
+CANNED_DELETED = N_("Deleted.")
+CANNED_INVALID = N_("Give a title (at most 80 characters), a language and a text.")
+
+# ---------------------------------------------------------------- the audit log (C3.1.4)
+
+AUDIT_TITLE = N_("Audit log")
+AUDIT_INTRO = N_("Every view of a customer's personal data and every export by staff.")
+AUDIT_WHEN = N_("When")
+AUDIT_WHO = N_("Who")
+AUDIT_ACTION = N_("Action")
+AUDIT_TARGET = N_("Target")
+AUDIT_DETAIL = N_("Details")
+AUDIT_ACTOR_FILTER = N_("User name")
+AUDIT_TARGET_FILTER = N_("Target id (ticket or customer)")
+AUDIT_EMPTY = N_("No entries match.")
+AUDIT_SHOWN = N_("The latest {count} matching entries.")
