@@ -6,7 +6,7 @@
 #   - the project's venv, keyed by the lock file and the Python version
 #   - the FerretDB binary (embedded MongoDB-wire server), keyed by its version
 #   - compiled gettext catalogs (.mo), next to their .po files
-#   - the chat widget's bundle (widget/dist/widget.js), its npm packages from the
+#   - the chat widget's and the console's bundles (widget/dist/), their npm packages from the
 #     lock file (npm's download cache under the cache directory)
 #   - Debian's chromium for the browser tests (BOT_SKIP_CHROMIUM=1 skips it)
 set -euo pipefail
@@ -78,9 +78,9 @@ if [ ! -d "$WIDGET/node_modules" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$lock_
   printf '%s\n' "$lock_sum" >"$stamp"
 fi
 bundle="$WIDGET/dist/widget.js"
-if [ ! -f "$bundle" ] ||
+if [ ! -f "$bundle" ] || [ ! -f "$WIDGET/dist/console.js" ] ||
   [ -n "$(find "$WIDGET/src" "$WIDGET/package.json" "$WIDGET/package-lock.json" -newer "$bundle" -print -quit)" ]; then
-  log "building the widget"
+  log "building the widget and the console script"
   (cd "$WIDGET" && npm run --silent build 2>&1 | sed '/^[[:space:]]*$/d; s/^/[setup] /' >&2)
 fi
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from bot.config import ROOT
 from bot.console.auth import ConsoleAuth
 from bot.console.live import StaffLive, StaffNamespace
 from bot.console.pages import ConsolePages
@@ -24,12 +25,33 @@ if TYPE_CHECKING:
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PATH = "/console/static"
+# The script is built with the widget's (esbuild, socket.io-client from the npm lock).
+SCRIPT_PATH = "/console/live.js"
+BUNDLE = ROOT / "widget" / "dist" / "console.js"
+
+
+def _bundle(path: Path, content_type: str) -> web.StreamResponse:
+    if not path.is_file():
+        raise web.HTTPServiceUnavailable(text="The console script is not built: run `make setup`.")
+    response = web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+    response.content_type = content_type
+    return response
+
+
+async def script(request: web.Request) -> web.StreamResponse:
+    return _bundle(BUNDLE, "text/javascript")
+
+
+async def script_map(request: web.Request) -> web.StreamResponse:
+    return _bundle(BUNDLE.with_name("console.js.map"), "application/json")
 
 
 def register_console(app: web.Application, container: Container) -> None:
     ConsoleAuth(container).register(app)
     ConsolePages(container).register(app)
     app.router.add_static(STATIC_PATH, STATIC_DIR, append_version=False)
+    app.router.add_get(SCRIPT_PATH, script)
+    app.router.add_get(SCRIPT_PATH + ".map", script_map)
     sio = container.widget.sio
     sio.register_namespace(StaffNamespace())
     # One listener per container, even when a test builds two apps around it.

@@ -161,4 +161,7 @@ class WidgetVisitor:
         for value in ("done", "skip", "submit"):
             ack = await self.send("choice", value)
             assert ack["ok"], ack
-        return await self.message_containing("reference number")
+        await self.until(
+            lambda: any(m["kind"] == "ack" for m in self.messages), "the acknowledgement"
+        )
+        return next(m for m in self.messages if m["kind"] == "ack")

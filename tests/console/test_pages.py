@@ -177,7 +177,7 @@ async def test_c3_1_4_the_ticket_page_shows_customer_html_inert_and_is_audited(
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert "more &lt;i&gt;markup&lt;/i&gt;" in page
     assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
-    assert "<script>" not in page.replace('<script src="/console/static/console.js" defer>', "")
+    assert "<script>" not in page.replace('<script src="/console/live.js" defer>', "")
     assert " style=" not in page
 
     # The consents the customer gave in the chat, with the notice version.
