@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import jinja2
 from aiohttp import web
 from aiohttp_session import Session, get_session, new_session
 from aiohttp_session import setup as setup_sessions
@@ -34,6 +33,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from bot.domain.models import AuditEntry, Staff, StaffRole
 from bot.domain.text import N_, Text
+from bot.templating import environment
 
 if TYPE_CHECKING:
     from bot.app import Container
@@ -66,11 +66,7 @@ FORBIDDEN = N_("This request was refused: reload the page and try again.")
 OTHER_ROLE = N_("This page is for another role.")
 
 _hasher = PasswordHasher()  # argon2id
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
+_templates = environment(Path(__file__).parent)
 
 
 def hash_password(password: str) -> str:

@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 from babel import Locale
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from multidict import MultiDictProxy
 
 from bot.console import strings as s
@@ -55,6 +54,7 @@ from bot.i18n import SUPPORTED
 from bot.services.tickets import QueueFilters, StatusConflict, TicketNotFound
 from bot.storage import DatabaseUnavailable
 from bot.storage.locks import Busy
+from bot.templating import environment
 
 if TYPE_CHECKING:
     from bot.app import Container
@@ -123,14 +123,7 @@ class ConsolePages:
         self.tickets = container.tickets
         self.repos = container.repos
         self.i18n = container.i18n
-        self.env = Environment(
-            loader=FileSystemLoader(TEMPLATES),
-            autoescape=True,
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            auto_reload=False,
-        )
+        self.env = environment(TEMPLATES)
 
     def register(self, app: web.Application) -> None:
         add_get, add_post = app.router.add_get, app.router.add_post

@@ -21,7 +21,6 @@ from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 from babel import Locale
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -54,6 +53,7 @@ from bot.domain.text import Param, Text
 from bot.i18n import SUPPORTED, I18n
 from bot.storage import DatabaseUnavailable
 from bot.storage.locks import Busy
+from bot.templating import environment
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +184,7 @@ class FormPages:
         # normal, a stream of them from one address is not.
         self.posts = parse(posts_per_ip)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
-        self.env = Environment(
-            loader=FileSystemLoader(TEMPLATES),
-            autoescape=True,
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            auto_reload=False,
-        )
+        self.env = environment(TEMPLATES)
 
     def register(self, app: web.Application) -> None:
         app.router.add_get(FORM_PATH, self.form)
