@@ -12,17 +12,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import Container, build_app
 from bot.config import Settings
-from bot.console.auth import ConsoleAuth, require, staff_of
+from bot.console.auth import require, staff_of
 from bot.domain.models import StaffRole
 from tests.console.support import PASSWORD, Client, add_staff, login_csrf, sign_in
 from tests.processes import service_env
 
 
 def console_app(container: Container) -> web.Application:
-    """The service's app; until the console's pages land, with two probe routes."""
+    """The service's app, with probe routes behind the console's guard."""
     app = build_app(container)
-    if not any(m is not None and getattr(m, "__name__", "") == "guard" for m in app.middlewares):
-        ConsoleAuth(container).register(app)
 
     async def whoami(request: web.Request) -> web.Response:
         return web.Response(text=staff_of(request).username)
