@@ -16,13 +16,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.channels.form import FORM_PAGES, register_form_routes
+from bot.channels.manual import StaffAnswerThem
 from bot.channels.telegram import TelegramChannel
 from bot.channels.widget import WidgetChannel
 from bot.config import Settings
 from bot.console import register_console
 from bot.domain.calendar import WorkingCalendar
 from bot.domain.flow import FlowConfig
-from bot.domain.models import utcnow
+from bot.domain.models import Channel, utcnow
 from bot.domain.privacy import NOTICE_VERSION
 from bot.i18n import I18n
 from bot.metrics import Metrics
@@ -95,6 +96,8 @@ class Container:
         consents = ConsentService(repos, i18n, metrics, clock, tickets.calendar)
         dialogue = DialogueService(repos, tickets, i18n, metrics, clock, flow_config, consents)
         widget = WidgetChannel(settings, repos, dialogue, delivery, i18n, metrics)
+        for logged_by_staff in (Channel.PHONE, Channel.EMAIL):
+            delivery.register(logged_by_staff, StaffAnswerThem())
         telegram = None
         if settings.telegram_token is not None:
             telegram = TelegramChannel(settings, repos, dialogue, tickets, delivery, i18n)

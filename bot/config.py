@@ -163,7 +163,10 @@ class Settings(BaseSettings):
     )
     console_login_failures: str = Field(
         default="5 per 15 minutes",
-        description="Failed sign-ins allowed per user name and per address.",
+        description="Sign-in attempts allowed per user name (a success starts again).",
+    )
+    console_login_failures_per_address: str = Field(
+        default="30 per 15 minutes", description="Sign-in attempts allowed per address."
     )
 
     # The in-app widget (Socket.IO namespace /widget) and its uploads
@@ -204,6 +207,7 @@ class Settings(BaseSettings):
         "widget_rate_per_ip",
         "widget_connects_per_ip",
         "console_login_failures",
+        "console_login_failures_per_address",
         "form_posts_per_ip",
     )
     @classmethod

@@ -166,7 +166,9 @@ NOTE_HINT = N_("Only staff see notes; the customer never does.")
 NOTE_ADD = N_("Add note")
 STATUS_CHANGE = N_("Change the status")
 STATUS_NEW = N_("New status")
-STATUS_MESSAGE = N_("Message to the customer (optional; say why for adopted or declined)")
+STATUS_MESSAGE = N_(
+    "Message to the customer (required when declining: say why; optional otherwise)"
+)
 STATUS_APPLY = N_("Change status")
 COMPLEX = N_("Complexity")
 COMPLEX_IS = N_("Complex: first response within {days} working days.")
@@ -196,6 +198,7 @@ ERRORS = {
     "too_long": N_("The text is too long."),
     "no_such_staff": N_("No active staff member has that user name."),
     "invalid": N_("That request was not understood. Reload the page and try again."),
+    "reason_needed": N_("Declining feedback needs a message to the customer that says why."),
 }
 
 # ---------------------------------------------------------------- manual intake (C2.2)

@@ -15,18 +15,26 @@ class AuditRepository(Repository[AuditEntry]):
         IndexModel([("at", DESCENDING)]),
         IndexModel([("target_type", ASCENDING), ("target_id", ASCENDING)]),
         IndexModel([("actor", ASCENDING), ("at", DESCENDING)]),
+        IndexModel([("action", ASCENDING), ("at", DESCENDING)]),
     )
 
     async def append(self, entry: AuditEntry) -> AuditEntry:
         return await self.insert(entry)
 
     async def recent(
-        self, *, actor: str | None = None, target_id: str | None = None, limit: int = 100
+        self,
+        *,
+        actor: str | None = None,
+        target_id: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
     ) -> list[AuditEntry]:
         query: dict[str, str] = {}
         if actor is not None:
             query["actor"] = actor
         if target_id is not None:
             query["target_id"] = target_id
+        if action is not None:
+            query["action"] = action
         cursor = self.collection.find(query).sort("at", DESCENDING).limit(limit)
         return [self._load(doc) async for doc in cursor]

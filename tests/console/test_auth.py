@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -185,3 +186,29 @@ def test_staff_add_creates_the_first_admin(settings: Settings, mongo_uri: str) -
     )
     assert again.returncode == 1
     assert "already" in again.stderr
+
+
+async def test_bad_passwords_sent_at_once_are_throttled_too(
+    client: Client, container: Container
+) -> None:
+    await add_staff(container.repos)
+    token = await login_csrf(client)
+
+    async def attempt() -> int:
+        response = await client.post(
+            "/console/login",
+            data={"username": "agent1", "password": "guess", "csrf": token},
+            allow_redirects=False,
+        )
+        return response.status
+
+    statuses = await asyncio.gather(*(attempt() for _ in range(12)))
+    assert sorted(statuses) == [401] * 5 + [429] * 7
+
+
+async def test_a_live_refresh_after_signing_out_gets_401_not_the_login_page(
+    client: Client, container: Container
+) -> None:
+    headers = {"X-Requested-With": "console-refresh"}
+    response = await client.get("/console/_test/whoami", headers=headers, allow_redirects=False)
+    assert response.status == 401

@@ -190,7 +190,8 @@ async def test_c3_1_4_the_ticket_page_shows_customer_html_inert_and_is_audited(
     }
     timeline = await get_page(console, f"/console/tickets/{ticket.id}/timeline")
     assert "more &lt;i&gt;markup&lt;/i&gt;" in timeline
-    assert len(await container.repos.audit.recent(actor=staff.id)) == 3
+    # The live refresh continues the audited view: no entry per refresh.
+    assert len(await container.repos.audit.recent(actor=staff.id)) == 2
     assert "There is no such ticket" in await get_page(console, "/console/tickets/nope", 404)
 
 
@@ -455,3 +456,17 @@ async def test_c3_1_4_no_console_route_is_left_open(console: Client) -> None:
         assert response.status in (302, 401, 403), (route.method, path, response.status)
         checked += 1
     assert checked >= 10
+
+
+async def test_c3_1_5_declining_needs_a_reason_for_the_customer(
+    console: Client, container: Container
+) -> None:
+    _, csrf = await sign_in(console, container.repos)
+    ticket = await file_ticket(container, "171")
+    path = f"/console/tickets/{ticket.id}/status"
+    where = await post(console, path, csrf, status="declined", message="  ")
+    assert where.endswith("?error=reason_needed")
+    assert (await container.tickets.get(ticket.id)).status is TicketStatus.ACKNOWLEDGED
+    where = await post(console, path, csrf, status="declined", message="It is out of scope.")
+    assert where.endswith("?done=status")
+    assert (await container.tickets.get(ticket.id)).status is TicketStatus.DECLINED

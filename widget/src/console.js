@@ -24,7 +24,16 @@ function debounce(fn, ms) {
 
 async function swap(url, targetId) {
   try {
-    const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+    const response = await fetch(url, {
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "X-Requested-With": "console-refresh" },
+      redirect: "error", // never swap in another page (the sign-in page after a sign-out)
+    });
+    if (response.status === 401) {
+      setState("offline"); // signed out (elsewhere, or the session ended): reload to sign in
+      return;
+    }
     if (!response.ok) return; // the next event or a reload will catch up
     const html = await response.text();
     const target = document.getElementById(targetId);
