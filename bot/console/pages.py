@@ -461,6 +461,7 @@ class ConsolePages:
             if assignee_name
             else view.t(s.ASSIGNED_NOBODY),
             assigned_to_me=assignee == view.staff.id,
+            assignee_id=assignee or "",
             targets=[
                 (st.value, view.t(s.STATUSES[st]))
                 for st in STAFF_TARGETS
@@ -601,7 +602,8 @@ class ConsolePages:
                 assignee = colleague.id
             else:
                 return "error=invalid"
-            await self.tickets.assign(ticket_id, actor=staff.id, assignee=assignee)
+            was = field(form, "was", 64) or None  # who had it on the page the agent saw
+            await self.tickets.assign(ticket_id, actor=staff.id, assignee=assignee, expected=was)
             return "done=assigned"
 
         return await self._act(request, act)

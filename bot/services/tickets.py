@@ -289,11 +289,18 @@ class TicketService:
         await self._notify("ticket_changed", changed, "complex")
         return changed
 
-    async def assign(self, ticket_id: str, *, actor: str, assignee: str | None) -> Ticket:
-        """Give the ticket to a staff member (None: to nobody), on the timeline."""
+    async def assign(
+        self, ticket_id: str, *, actor: str, assignee: str | None, expected: str | None
+    ) -> Ticket:
+        """Give the ticket to a staff member (None: to nobody), on the timeline.
+
+        `expected` is who had it when the staff member decided (StatusConflict if that
+        changed since).
+        """
         ticket = await self.get(ticket_id)
         event = TimelineEvent(at=self.clock(), kind="assigned", actor=actor, detail=assignee)
-        await self.repos.tickets.assign(ticket.id, assignee, event)
+        if not await self.repos.tickets.assign(ticket.id, assignee, event, expected=expected):
+            raise StatusConflict(ticket.id)
         changed = await self.get(ticket.id)
         await self._notify("ticket_changed", changed, "assigned")
         return changed

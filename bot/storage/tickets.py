@@ -130,14 +130,18 @@ class TicketRepository(Repository[Ticket]):
 
     async def add_event(self, ticket_id: str, event: TimelineEvent, **fields: object) -> bool:
         async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
-            result = await self.collection.update_one(
-                {"_id": ticket_id},
-                {
-                    "$set": {"updated_at": utcnow(), **fields},
-                    "$push": {"events": event.model_dump(mode="python")},
-                },
-            )
-            return result.modified_count == 1
+            return await self._apply(ticket_id, event, fields)
+
+    async def _apply(self, ticket_id: str, event: TimelineEvent, fields: dict[str, object]) -> bool:
+        """One write: the fields and the event (the caller holds the ticket's lock)."""
+        result = await self.collection.update_one(
+            {"_id": ticket_id},
+            {
+                "$set": {"updated_at": utcnow(), **fields},
+                "$push": {"events": event.model_dump(mode="python")},
+            },
+        )
+        return result.modified_count == 1
 
     async def overdue(self, now: datetime, limit: int = 100) -> list[Ticket]:
         cursor = (
@@ -153,13 +157,21 @@ class TicketRepository(Repository[Ticket]):
         )
         return [self._load(doc) async for doc in cursor]
 
-    async def assign(self, ticket_id: str, assignee: str | None, event: TimelineEvent) -> bool:
-        """Set who works on the ticket, with the event on the timeline (one write, locked).
+    async def assign(
+        self, ticket_id: str, assignee: str | None, event: TimelineEvent, *, expected: str | None
+    ) -> bool:
+        """Set who works on the ticket if it is still `expected`'s (None: nobody's), with the
+        event on the timeline; False if someone changed it meanwhile (two agents taking the
+        same ticket at once would both answer the customer).
 
         `assignee` is a top-level field only so the queue can filter on it; the
         timeline's "assigned" events stay the record (bot.domain.tickets.assignee_of).
         """
-        return await self.add_event(ticket_id, event, assignee=assignee)
+        async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
+            doc = await self.collection.find_one({"_id": ticket_id}, projection={"assignee": 1})
+            if doc is None or doc.get("assignee") != expected:
+                return False
+            return await self._apply(ticket_id, event, {"assignee": assignee})
 
     async def _contact_matches(self, term: str) -> list[str]:
         """Ids of customers whose e-mail or phone contains `term`.

@@ -303,17 +303,30 @@ async def test_c3_1_3_complex_moves_the_due_date_and_assignment_is_on_the_timeli
         username="nobody-here",
     )
     assert where.endswith("?error=no_such_staff")
+    # A page that showed the ticket as nobody's cannot take it from agent1 unseen.
+    stale = await post(
+        console, f"/console/tickets/{ticket.id}/assign", await _csrf(console), to="me", was=""
+    )
+    assert stale.endswith("?error=conflict")
+    assert assignee_of(await container.tickets.get(ticket.id)) == staff.id
     await post(
         console,
         f"/console/tickets/{ticket.id}/assign",
         await _csrf(console),
         to="username",
         username="agent1",
+        was=staff.id,
     )
     page = await get_page(console, f"/console/tickets/{ticket.id}")
     assert "Agent2 assigned the ticket to Agent1" in page
     assert "Assigned to Agent1." in page
-    await post(console, f"/console/tickets/{ticket.id}/assign", await _csrf(console), to="nobody")
+    await post(
+        console,
+        f"/console/tickets/{ticket.id}/assign",
+        await _csrf(console),
+        to="nobody",
+        was=staff.id,
+    )
     assert assignee_of(await container.tickets.get(ticket.id)) is None
 
 
