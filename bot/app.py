@@ -148,6 +148,28 @@ class Container:
         await self.database.close()
 
 
+@contextlib.asynccontextmanager
+async def tool_container(settings: Settings) -> AsyncIterator[Container]:
+    """A container for a command-line tool (`chat`, `staff add`) on the configured database:
+    MONGODB_URI, else the embedded server the service is running, else one started for the
+    tool and stopped after it."""
+    embedded = None
+    uri = settings.mongodb_uri or EmbeddedDatabase.running_uri(settings.data_dir / "ferretdb")
+    if uri is None:
+        embedded = await asyncio.to_thread(
+            EmbeddedDatabase.start, settings.cache_dir, settings.data_dir / "ferretdb"
+        )
+        uri = embedded.uri
+    container = Container.build(settings, uri)
+    try:
+        await container.repos.ensure_indexes()
+        yield container
+    finally:
+        await container.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
 CONTAINER = web.AppKey("container", Container)
 
 

@@ -12,13 +12,12 @@ import contextlib
 import sys
 from pathlib import Path
 
-from bot.app import Container
+from bot.app import Container, tool_container
 from bot.config import Settings
 from bot.domain.flow import Command, Input
 from bot.domain.models import Attachment, Channel, Customer, Message
 from bot.services.delivery import SendResult, Sent
 from bot.services.dialogue import Rendered
-from bot.storage.embedded import EmbeddedDatabase
 
 COMMANDS = {
     "/back": Command.BACK,
@@ -74,19 +73,15 @@ def parse_line(line: str, values: list[str]) -> Input | None:
 
 
 async def run_chat(settings: Settings, *, user: str, locale: str | None) -> int:
-    embedded = None
-    uri = settings.mongodb_uri or EmbeddedDatabase.running_uri(settings.data_dir / "ferretdb")
-    if uri is None:
-        embedded = await asyncio.to_thread(
-            EmbeddedDatabase.start, settings.cache_dir, settings.data_dir / "ferretdb"
-        )
-        uri = embedded.uri
-    container = Container.build(settings, uri)
+    async with tool_container(settings) as container:
+        return await _chat(container, user=user, locale=locale)
+
+
+async def _chat(container: Container, *, user: str, locale: str | None) -> int:
     container.delivery.register(Channel.TERMINAL, TerminalSender())
     dispatcher = asyncio.create_task(container.delivery.run())
     dialogue = container.dialogue
     try:
-        await container.repos.ensure_indexes()
         print(USAGE)
         values = show(
             await dialogue.handle(
@@ -112,10 +107,9 @@ async def run_chat(settings: Settings, *, user: str, locale: str | None) -> int:
             values = show(await dialogue.handle(Channel.TERMINAL, user, inp, locale_hint=locale))
             await asyncio.sleep(0.2)  # let the dispatcher print what the step sent
     finally:
+        container.delivery.stop()
+        await asyncio.wait([dispatcher], timeout=10)
         dispatcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await dispatcher
-        await container.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
     return 0

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from bot.app import Container
+from bot.app import tool_container
 from bot.config import Settings
 from bot.console.auth import hash_password
 from bot.domain.models import Staff, StaffRole
-from bot.storage.embedded import EmbeddedDatabase
 
 
 async def add_staff(
@@ -24,16 +21,7 @@ async def add_staff(
 
     False when the user name is taken.
     """
-    embedded = None
-    uri = settings.mongodb_uri or EmbeddedDatabase.running_uri(settings.data_dir / "ferretdb")
-    if uri is None:
-        embedded = await asyncio.to_thread(
-            EmbeddedDatabase.start, settings.cache_dir, settings.data_dir / "ferretdb"
-        )
-        uri = embedded.uri
-    container = Container.build(settings, uri)
-    try:
-        await container.repos.ensure_indexes()
+    async with tool_container(settings) as container:
         staff = Staff(
             username=username,
             display_name=display_name,
@@ -42,7 +30,3 @@ async def add_staff(
             locale=locale or settings.default_locale,
         )
         return (await container.repos.staff.add(staff)).created
-    finally:
-        await container.close()
-        if embedded is not None:
-            embedded.stop()
