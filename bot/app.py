@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.channels.form import FORM_PAGES, register_form_routes
+from bot.channels.form import FORM_PAGES, FormSender, register_form_routes
 from bot.channels.manual import StaffAnswerThem
 from bot.channels.telegram import TelegramChannel
 from bot.channels.widget import WidgetChannel
@@ -98,6 +98,7 @@ class Container:
         widget = WidgetChannel(settings, repos, dialogue, delivery, i18n, metrics)
         for logged_by_staff in (Channel.PHONE, Channel.EMAIL):
             delivery.register(logged_by_staff, StaffAnswerThem())
+        delivery.register(Channel.FORM, FormSender())
         telegram = None
         if settings.telegram_token is not None:
             telegram = TelegramChannel(settings, repos, dialogue, tickets, delivery, i18n)

@@ -6,12 +6,20 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from bot.config import Settings
 from bot.domain.models import Customer, Message
 from bot.services.delivery import SendResult, Sent
 
 T = TypeVar("T")
+
+
+def configured(settings: Settings, **overrides: Any) -> Settings:
+    """The test settings with `overrides`, validated as if they came from the environment."""
+    values = settings.model_dump()
+    values.update(overrides)
+    return Settings(_env_file=None, MONGODB_URI=values.pop("mongodb_uri"), **values)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from bot.assets import built_file
 from bot.config import ROOT
 from bot.console.auth import ConsoleAuth
 from bot.console.live import StaffLive, StaffNamespace
@@ -30,20 +31,12 @@ SCRIPT_PATH = "/console/live.js"
 BUNDLE = ROOT / "widget" / "dist" / "console.js"
 
 
-def _bundle(path: Path, content_type: str) -> web.StreamResponse:
-    if not path.is_file():
-        raise web.HTTPServiceUnavailable(text="The console script is not built: run `make setup`.")
-    response = web.FileResponse(path, headers={"Cache-Control": "no-cache"})
-    response.content_type = content_type
-    return response
-
-
 async def script(request: web.Request) -> web.StreamResponse:
-    return _bundle(BUNDLE, "text/javascript")
+    return built_file(BUNDLE, "text/javascript", "no-cache")
 
 
 async def script_map(request: web.Request) -> web.StreamResponse:
-    return _bundle(BUNDLE.with_name("console.js.map"), "application/json")
+    return built_file(BUNDLE.with_name("console.js.map"), "application/json", "no-cache")
 
 
 def register_console(app: web.Application, container: Container) -> None:

@@ -11,19 +11,18 @@ from bot.domain.models import Channel, Ticket
 from bot.domain.privacy import conversation_key
 from tests.channels.service import Service, serving
 from tests.fake_telegram import Call, FakeTelegram
-from tests.support import eventually
+from tests.support import configured, eventually
 
 
 def telegram_settings(settings: Settings, fake: FakeTelegram, **overrides: Any) -> Settings:
     """The test settings, pointed at the fake Bot API; validated like the environment is."""
-    values = settings.model_dump()
-    values.update(
+    return configured(
+        settings,
         telegram_token=fake.token,
         telegram_api_base=fake.base_url,
         telegram_polling_timeout=1,
         **overrides,
     )
-    return Settings(_env_file=None, MONGODB_URI=values.pop("mongodb_uri"), **values)
 
 
 @asynccontextmanager

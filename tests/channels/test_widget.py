@@ -19,14 +19,13 @@ from bot.domain.models import Channel, Direction
 from bot.domain.privacy import conversation_key
 from tests.channels.service import Service, serving
 from tests.channels.widget import WidgetVisitor, sign
+from tests.support import configured
 
 SECRET = "host-app-secret-for-tests"
 
 
 def widget_settings(settings: Settings, **overrides: Any) -> Settings:
-    values = settings.model_dump()
-    values.update(widget_identity_secret=SECRET, **overrides)
-    return Settings(_env_file=None, MONGODB_URI=values.pop("mongodb_uri"), **values)
+    return configured(settings, widget_identity_secret=SECRET, **overrides)
 
 
 @pytest.fixture

@@ -152,38 +152,25 @@ async def test_next_never_leads_off_the_console(client: Client, container: Conta
 @pytest.mark.slow
 def test_staff_add_creates_the_first_admin(settings: Settings, mongo_uri: str) -> None:
     env = service_env(MONGODB_URI=mongo_uri, BOT_MONGODB_DATABASE=settings.mongodb_database)
-    add = [sys.executable, "-m", "bot", "staff", "add"]
-    result = subprocess.run(
-        [*add, "root", "--role", "admin", "--password-stdin"],
-        input="a long enough password\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+
+    def staff_add(*args: str, password: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "staff", "add", *args, "--password-stdin"],
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    result = staff_add("root", "--role", "admin", password="a long enough password")
     assert result.returncode == 0, result.stderr
     assert "added admin 'root'" in result.stdout
-    short = subprocess.run(
-        [*add, "x", "--password-stdin"],
-        input="short\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    short = staff_add("x", password="short")
     assert short.returncode == 1
     assert "at least 12" in short.stderr
-    again = subprocess.run(
-        [*add, "root", "--password-stdin"],
-        input="another long password\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    again = staff_add("root", password="another long password")
     assert again.returncode == 1
     assert "already" in again.stderr
 

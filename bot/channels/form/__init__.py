@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.channels.form.intake import FormIntake
 from bot.channels.form.pages import MAX_BODY_BYTES, FormPages
-from bot.domain.models import Channel, Customer, Message
+from bot.domain.models import Customer, Message
 from bot.services.delivery import SendResult, Sent, Undeliverable
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def register_form_routes(
     max_body_bytes: int = MAX_BODY_BYTES,
     posts_per_ip: str = "20 per hour",
 ) -> FormPages:
-    """Add the form and channels pages to `app`, and the form's sender to delivery.
+    """Add the form and channels pages to `app` (its sender is registered in bot.app).
 
     `secret` keys the HMAC in the confirmation address: every process of one deployment
     needs the same one. `telegram_username` (without "@") and `public_url` (the service's
@@ -76,7 +76,6 @@ def register_form_routes(
         posts_per_ip=posts_per_ip,
     )
     pages.register(app)
-    container.delivery.register(Channel.FORM, FormSender())
     return pages
 
 

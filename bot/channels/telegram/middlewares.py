@@ -52,14 +52,12 @@ class OncePerUpdate(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
         key = f"telegram:{self.bot_id}:{event.update_id}"
-        if await self.inbound.seen(key):
-            log.info("duplicate update dropped", extra={"update_id": event.update_id})
-            return None
         lock = await self.locks.acquire(key, timedelta(minutes=2))
         if lock is None:
             return None  # the same update is being handled right now
         try:
             if await self.inbound.seen(key):
+                log.info("duplicate update dropped", extra={"update_id": event.update_id})
                 return None
             data["event_key"] = key
             result = await self._handle(handler, event, data)

@@ -31,6 +31,7 @@ from bot.channels.widget.schemas import Empty, LanguageChoice, Typing, WidgetAut
 from bot.channels.widget.strings import HELP as WIDGET_HELP
 from bot.channels.widget.strings import error, ui_strings
 from bot.channels.widget.uploads import UploadRejected, receive
+from bot.assets import built_file
 from bot.config import ROOT, Settings
 from bot.domain.flow import Command, Input
 from bot.domain.models import Attachment, Channel, Customer, Message, utcnow
@@ -62,6 +63,7 @@ UPLOADS_PER_DAY = 30
 IDENTITY_MAX_SECONDS = 7 * 24 * 3600  # how far ahead a host app may date a signature  # per customer: uploads are stored in the database
 UPLOAD_PATH = "/widget/upload"
 WIDGET_DIR = ROOT / "widget"
+CACHED = "public, max-age=300"
 COMMANDS = {c.value: c for c in (Command.START, Command.BACK, Command.CANCEL, Command.HELP)}
 
 
@@ -185,21 +187,14 @@ class WidgetChannel:
         body = {"locale": locale, "strings": ui_strings(self.i18n, locale)}
         return self._cors(request, web.json_response(body))
 
-    def _static(self, path: Path, content_type: str) -> web.StreamResponse:
-        if not path.is_file():
-            raise web.HTTPServiceUnavailable(text="The widget is not built: run `make setup`.")
-        response = web.FileResponse(path, headers={"Cache-Control": "public, max-age=300"})
-        response.content_type = content_type
-        return response
-
     async def bundle(self, request: web.Request) -> web.StreamResponse:
-        return self._static(WIDGET_DIR / "dist" / "widget.js", "text/javascript")
+        return built_file(WIDGET_DIR / "dist" / "widget.js", "text/javascript", CACHED)
 
     async def bundle_map(self, request: web.Request) -> web.StreamResponse:
-        return self._static(WIDGET_DIR / "dist" / "widget.js.map", "application/json")
+        return built_file(WIDGET_DIR / "dist" / "widget.js.map", "application/json", CACHED)
 
     async def demo(self, request: web.Request) -> web.StreamResponse:
-        return self._static(WIDGET_DIR / "demo" / "index.html", "text/html")
+        return built_file(WIDGET_DIR / "demo" / "index.html", "text/html", CACHED)
 
     async def preflight(self, request: web.Request) -> web.StreamResponse:
         return self._cors(request, web.Response(status=204))
@@ -465,8 +460,7 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             stored = await messages.by_idempotency_key(key)
             if stored is not None:  # a resend: answer again, store nothing
-                _, prompt = await channel.dialogue.current(Channel.WIDGET, visitor.external_id)
-                again = prompt_payload(prompt) if prompt else None
+                again = (await channel.state(visitor))["prompt"]
                 return self._ok(
                     "input",
                     seq=stored.seq,
