@@ -30,6 +30,7 @@ from bot.metrics import Metrics
 from bot.services.consents import ConsentService
 from bot.services.delivery import Clock, DeliveryService
 from bot.services.dialogue import DialogueService
+from bot.services.privacy import PrivacyService
 from bot.services.tickets import Deadlines, TicketService
 from bot.storage import Database, DatabaseUnavailable, Repositories
 from bot.storage.embedded import EmbeddedDatabase
@@ -53,6 +54,7 @@ class Container:
     dialogue: DialogueService
     metrics: Metrics
     widget: WidgetChannel
+    privacy: PrivacyService
     telegram: TelegramChannel | None = None
     indexes_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -94,6 +96,9 @@ class Container:
             retention_days=settings.retention_closed_ticket_days,
         )
         consents = ConsentService(repos, i18n, metrics, clock, tickets.calendar)
+        privacy = PrivacyService(
+            repos, i18n, metrics, clock, consents, request_days=settings.privacy_request_days
+        )
         dialogue = DialogueService(repos, tickets, i18n, metrics, clock, flow_config, consents)
         widget = WidgetChannel(settings, repos, dialogue, delivery, i18n, metrics)
         for logged_by_staff in (Channel.PHONE, Channel.EMAIL):
@@ -104,6 +109,7 @@ class Container:
             telegram = TelegramChannel(settings, repos, dialogue, tickets, delivery, i18n)
         return cls(
             widget=widget,
+            privacy=privacy,
             telegram=telegram,
             settings=settings,
             database=database,

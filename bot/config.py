@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     retention_closed_ticket_days: int = Field(
         default=730, ge=1, description="Days a closed ticket's personal data is kept (C4.3)."
     )
+    privacy_request_days: int = Field(
+        default=15, ge=1, le=60, description="Days to answer a customer's request about their data."
+    )
 
     # Delivery (outbox dispatcher)
     delivery_poll_seconds: float = Field(

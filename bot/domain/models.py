@@ -111,6 +111,13 @@ class Attachment(Model):
     own_work: bool = False  # C5.2: the customer marks it as their own work
 
 
+class Correction(Model):
+    """A customer's correction to their ticket's text (C3.2.6): added, never overwriting."""
+
+    at: datetime = Field(default_factory=utcnow)
+    text: str = personal()
+
+
 class TimelineEvent(Model):
     at: datetime = Field(default_factory=utcnow)
     kind: str  # created | status | complex | assigned | note
@@ -144,6 +151,11 @@ class Ticket(Model):
     events: list[TimelineEvent] = Field(default_factory=list)
     telegram_topic_id: int | None = None  # the staff forum topic, where one is used
     telegram_topic_chat_id: int | None = None  # the staff group that topic is in
+    corrections: list[Correction] = personal(default_factory=list)
+    # The ticket's key in the analytics store: random, so an analytics record names no
+    # ticket and no person; dropped when the ticket is anonymized.
+    analytics_id: str | None = Field(default_factory=new_id)
+    anonymized_at: datetime | None = None  # personal data erased (C3.2.6, C4.3)
 
 
 class Direction(StrEnum):
@@ -218,6 +230,41 @@ class AuditEntry(Model):
     target_type: str
     target_id: str
     detail: dict[str, str] = Field(default_factory=dict)
+
+
+class PrivacyRequestKind(StrEnum):
+    ACCESS = "access"  # see my data
+    EXPORT = "export"
+    CORRECT = "correct"
+    ERASE = "erase"
+    WITHDRAW = "withdraw"
+
+
+class PrivacyRequestState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+
+
+class PrivacyRequest(Model):
+    """A customer's request about their data (C3.2.6, PIPL), with its deadline.
+
+    Kept as the record that the request was answered; once an erasure is done it
+    holds nothing that leads back to the person (customer_id is cleared).
+    """
+
+    id: str = Field(default_factory=new_id, alias="_id")
+    kind: PrivacyRequestKind
+    channel: Channel  # where the customer asked (phone/e-mail: logged by staff)
+    customer_id: str | None = None
+    by: str  # "customer", or the staff id who logged it
+    opened_at: datetime = Field(default_factory=utcnow)
+    due_at: datetime
+    state: PrivacyRequestState = PrivacyRequestState.OPEN
+    done_at: datetime | None = None
+    detail: dict[str, str] = Field(default_factory=dict)  # non-personal: purpose, reference
+    # Work left after the request was answered (a Telegram topic to delete); the
+    # retention job finishes it.
+    pending: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Conversation(Model):

@@ -13,6 +13,7 @@ from bot.storage.database import Database, DatabaseUnavailable, Repository
 from bot.storage.inbound import InboundEventRepository
 from bot.storage.locks import LockRepository
 from bot.storage.messages import MessageRepository
+from bot.storage.privacy import PrivacyRequestRepository
 from bot.storage.refusals import RefusalRepository
 from bot.storage.staff import StaffRepository
 from bot.storage.tickets import TicketRepository
@@ -34,6 +35,7 @@ class Repositories:
     upload_tokens: UploadTokenRepository
     locks: LockRepository
     canned: CannedReplyRepository
+    privacy_requests: PrivacyRequestRepository
 
     @classmethod
     def create(cls, database: Database) -> Repositories:
@@ -53,6 +55,7 @@ class Repositories:
             upload_tokens=UploadTokenRepository(db),
             locks=locks,
             canned=CannedReplyRepository(db),
+            privacy_requests=PrivacyRequestRepository(db),
         )
 
     def all(self) -> list[Repository]:  # type: ignore[type-arg]
