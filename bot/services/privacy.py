@@ -71,8 +71,24 @@ class PrivacyService:
         """Log a request, open, due in privacy_request_days."""
         raise NotImplementedError
 
-    async def export(self, customer: Customer, *, by: str = "customer") -> dict[str, Any]:
-        """The export document (format in docs/data-export.md), logged as an export request."""
+    async def close_request(self, request_id: str, detail: dict[str, str] | None = None) -> None:
+        raise NotImplementedError
+
+    async def find_customers(self, term: str) -> list[Customer]:
+        """Customers matching a customer id, a ticket reference, an e-mail or a phone number
+        (for requests that arrive by phone or e-mail)."""
+        raise NotImplementedError
+
+    async def export(
+        self, customer: Customer, *, by: str = "customer", request: PrivacyRequest | None = None
+    ) -> dict[str, Any]:
+        """The export document (format in docs/data-export.md). Closes `request`, or logs a
+        new export request as answered."""
+        raise NotImplementedError
+
+    @staticmethod
+    def export_bytes(document: dict[str, Any]) -> bytes:
+        """The export as a UTF-8 JSON file."""
         raise NotImplementedError
 
     async def anonymize_ticket(self, ticket: Ticket) -> dict[str, int]:
@@ -80,8 +96,11 @@ class PrivacyService:
         messages, timeline details and staff topic; keep category, rating, dates, status."""
         raise NotImplementedError
 
-    async def erase(self, customer: Customer, *, by: str = "customer") -> ErasureReport:
-        """Erase everything about the customer, everywhere; tickets keep anonymous fields."""
+    async def erase(
+        self, customer: Customer, *, by: str = "customer", request: PrivacyRequest | None = None
+    ) -> ErasureReport:
+        """Erase everything about the customer, everywhere; tickets keep anonymous fields.
+        Closes `request`, or logs a new erase request as answered. Idempotent."""
         raise NotImplementedError
 
     async def withdraw(self, customer: Customer, purpose: ConsentPurpose, *, by: str) -> None:
