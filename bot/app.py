@@ -97,7 +97,13 @@ class Container:
         )
         consents = ConsentService(repos, i18n, metrics, clock, tickets.calendar)
         privacy = PrivacyService(
-            repos, i18n, metrics, clock, consents, request_days=settings.privacy_request_days
+            repos,
+            i18n,
+            metrics,
+            clock,
+            consents,
+            tickets,
+            request_days=settings.privacy_request_days,
         )
         dialogue = DialogueService(repos, tickets, i18n, metrics, clock, flow_config, consents)
         widget = WidgetChannel(settings, repos, dialogue, delivery, i18n, metrics)

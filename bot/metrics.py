@@ -23,6 +23,12 @@ class Metrics:
         self.tickets_filed = Counter(
             "feedback_tickets_filed_total", "Tickets filed", ["channel", "category"], registry=r
         )
+        self.privacy_requests = Counter(
+            "feedback_privacy_requests_total",
+            "Customers' requests about their data, by kind and who asked",
+            ["kind", "source"],
+            registry=r,
+        )
         self.consent_refusals = Counter(
             "feedback_consent_refusals_total",
             "Processing consent declined",

@@ -256,3 +256,112 @@ AUDIT_ACTOR_FILTER = N_("User name")
 AUDIT_TARGET_FILTER = N_("Target id (ticket or customer)")
 AUDIT_EMPTY = N_("No entries match.")
 AUDIT_SHOWN = N_("The latest {count} matching entries.")
+
+# ---------------------------------------------------------------- privacy requests (C3.2.6)
+
+from bot.domain.models import PrivacyRequestKind as K  # noqa: E402 - this section's own import
+
+NAV_PRIVACY = N_("Privacy requests")
+PRIVACY_TITLE = N_("Customers' privacy requests")
+PRIVACY_INTRO = N_(
+    "Requests to see, export, correct or delete their data, or to withdraw a consent. "
+    "Each must be answered within {days} days of being made."
+)
+PRIVACY_KINDS = {
+    K.ACCESS: N_("See their data"),
+    K.EXPORT: N_("Export their data"),
+    K.CORRECT: N_("Correct their data"),
+    K.ERASE: N_("Delete their data"),
+    K.WITHDRAW: N_("Withdraw a consent"),
+}
+PRIVACY_OPEN = N_("Open requests")
+PRIVACY_OPEN_EMPTY = N_("No open requests.")
+PRIVACY_ANSWERED = N_("Recently answered")
+PRIVACY_ANSWERED_EMPTY = N_("No request has been answered yet.")
+PRIVACY_KIND = N_("Request")
+PRIVACY_RECEIVED_BY = N_("Received by")
+PRIVACY_OPENED = N_("Made")
+PRIVACY_DUE = N_("Answer due")
+PRIVACY_DONE_AT = N_("Answered")
+PRIVACY_LOGGED_BY = N_("Logged by")
+PRIVACY_BY_CUSTOMER = N_("The customer (self-service)")
+PRIVACY_DETAILS = N_("Details and audit trail")
+PRIVACY_DUE_IN = N_("Due in {days} days")
+PRIVACY_ON_TIME = N_("Answered on time")
+PRIVACY_LATE = N_("Answered late")
+PRIVACY_LOG = N_("Log a request received by phone or e-mail")
+PRIVACY_LOG_HINT = N_(
+    "Find the customer by one of their ticket references, their e-mail address, their "
+    "phone number or their customer id. The request is then open, with its due date."
+)
+PRIVACY_TERM = N_("Ticket reference, e-mail, phone or customer id")
+PRIVACY_LOG_SUBMIT = N_("Log the request")
+PRIVACY_LOG_INVALID = N_(
+    "Give what identifies the customer (at most {max} characters), the request and how it "
+    "was received."
+)
+PRIVACY_NO_MATCH = N_(
+    "No customer matches that. Check it with the customer, or ask for one of their ticket "
+    "references."
+)
+PRIVACY_SEVERAL = N_(
+    "{count} customers match that. Ask the customer for one of their ticket references and "
+    "look them up by it."
+)
+PRIVACY_NO_TICKETS = N_("no tickets")
+PRIVACY_REQUEST_TITLE = N_("Privacy request: {kind}")
+PRIVACY_BACK = N_("Back to the privacy requests")
+PRIVACY_STATE = N_("State")
+PRIVACY_STATE_OPEN = N_("Open")
+PRIVACY_STATE_DONE = N_("Answered")
+PRIVACY_NOTE = N_("What was done")
+PRIVACY_CUSTOMER_TICKETS = N_("Their tickets")
+PRIVACY_CUSTOMER_GONE = N_("The customer's data has been erased; nothing leads back to them.")
+PRIVACY_ANSWER = N_("Answer the request")
+PRIVACY_EXPORT_HINT = N_(
+    "Downloads everything held about this customer as a JSON file. Making the file "
+    "answers the request; send it to the customer by a safe route."
+)
+PRIVACY_EXPORT_BUTTON = N_("Download the customer's data (JSON)")
+PRIVACY_ERASE_WARNING = N_(
+    "This erases the customer's personal data everywhere: contact details, identities, "
+    "texts, messages and attachments. Their tickets keep only category, rating, dates and "
+    "status for statistics. It cannot be undone."
+)
+PRIVACY_CONFIRM = N_("To confirm, type {word}")
+PRIVACY_ERASE_BUTTON = N_("Erase the customer's data")
+PRIVACY_CONFIRM_WRONG = N_("That is not what the page asked you to type. Nothing was erased.")
+PRIVACY_CLOSE_HINT = N_(
+    "Say what was done (for example: contact details corrected, consent withdrawn, data "
+    "read out on the phone). Plain text; the customer's data itself does not belong here."
+)
+PRIVACY_CLOSE_BUTTON = N_("Mark answered")
+PRIVACY_NOTE_INVALID = N_("Write what was done, in at most {max} characters.")
+PRIVACY_TRAIL = N_("Audit trail")
+PRIVACY_TRAIL_EMPTY = N_("Nothing recorded yet.")
+PRIVACY_TRAIL_ALL = N_("This request in the audit log")
+PRIVACY_NOT_FOUND = N_("There is no such privacy request.")
+PRIVACY_ACTIONS = {
+    "privacy.log": N_("logged the request"),
+    "privacy.view": N_("viewed the request"),
+    "privacy.export": N_("exported the customer's data"),
+    "privacy.erase": N_("erased the customer's data"),
+    "privacy.close": N_("marked the request answered"),
+}
+PRIVACY_DONE = {
+    "logged": N_("Request logged. It is due on the date shown."),
+    "exists": N_("This customer already has an open request of this kind: here it is."),
+    "erased": N_("The customer's data has been erased and the request answered."),
+    "closed": N_("The request is marked answered."),
+}
+PRIVACY_ERRORS = {
+    "answered": N_("This request has already been answered."),
+    "no_customer": N_("The customer's data is no longer held; mark the request answered."),
+    "invalid": N_("That request was not understood. Reload the page and try again."),
+}
+PRIVACY_PANEL = N_("Privacy requests")
+PRIVACY_PANEL_NONE = N_("No open privacy request.")
+PRIVACY_PANEL_AGENT = N_("A supervisor answers these.")
+PRIVACY_START_CHANNEL = N_("The customer asked by")
+PRIVACY_START_EXPORT = N_("Export this customer's data")
+PRIVACY_START_ERASE = N_("Start erasing this customer's data")

@@ -10,6 +10,11 @@ import hashlib
 # older version are asked again.
 NOTICE_VERSION = "2026-11-25"
 
+# The customer's data export (docs/data-export.md). Bump the version on any change
+# a reader of the file would notice; adding a field is a change.
+EXPORT_FORMAT = "feedback-bot/customer-data-export"
+EXPORT_VERSION = 1
+
 
 def text_hash(text: str) -> str:
     """sha256 of the exact text shown, so the ledger proves what was agreed to."""

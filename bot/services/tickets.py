@@ -155,6 +155,11 @@ class TicketService:
             except Exception:  # another view failing must not fail the ticket
                 log.exception("ticket listener failed", extra={"event": event})
 
+    async def changed(self, ticket: Ticket, change: str) -> None:
+        """Tell the listeners of a change made outside this service (an erasure, a
+        correction, a consent withdrawn), so the console and analytics follow it."""
+        await self._notify("ticket_changed", ticket, change)
+
     def _format_due(self, ticket: Ticket, locale: str) -> str:
         return self.i18n.format_date(locale, self.calendar.local_date(ticket.response_due))
 

@@ -21,6 +21,16 @@ class AuditRepository(Repository[AuditEntry]):
     async def append(self, entry: AuditEntry) -> AuditEntry:
         return await self.insert(entry)
 
+    async def pseudonymize(self, customer_id: str, replacement: str) -> int:
+        """After an erasure the trail stays (who looked, when) without the person's id."""
+        first = await self.collection.update_many(
+            {"target_id": customer_id}, {"$set": {"target_id": replacement}}
+        )
+        second = await self.collection.update_many(
+            {"detail.customer": customer_id}, {"$set": {"detail.customer": replacement}}
+        )
+        return first.modified_count + second.modified_count
+
     async def recent(
         self,
         *,

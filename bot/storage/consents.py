@@ -25,6 +25,9 @@ class ConsentRepository(Repository[ConsentRecord]):
         cursor = self.collection.find({"customer_id": customer_id}).sort("seq", ASCENDING)
         return [self._load(doc) async for doc in cursor]
 
+    async def delete_for_customer(self, customer_id: str) -> int:
+        return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+
     async def current(self, customer_id: str) -> dict[ConsentPurpose, ConsentRecord]:
         """The state in force: the latest record per purpose."""
         state: dict[ConsentPurpose, ConsentRecord] = {}

@@ -43,3 +43,6 @@ class ConversationRepository(Repository[Conversation]):
 
     async def delete(self, conversation_id: str) -> None:
         await self.collection.delete_one({"_id": conversation_id})
+
+    async def delete_for_customer(self, customer_id: str) -> int:
+        return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count

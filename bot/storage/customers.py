@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from pymongo import ASCENDING, IndexModel
 
 from bot.domain.models import Channel, Customer, utcnow
@@ -25,6 +27,19 @@ class CustomerRepository(Repository[Customer]):
     async def find(self, channel: Channel, external_id: str) -> Customer | None:
         doc = await self.collection.find_one({"channel": channel, "external_id": external_id})
         return None if doc is None else self._load(doc)
+
+    async def with_contact(
+        self, *, email: str | None = None, phone: str | None = None, limit: int = 20
+    ) -> list[Customer]:
+        """Customers with exactly this e-mail (any case) or phone number."""
+        if email is not None:
+            query: dict[str, object] = {
+                "email": {"$regex": f"^{re.escape(email)}$", "$options": "i"}
+            }
+        else:
+            query = {"phone": phone}
+        cursor = self.collection.find(query).limit(limit)
+        return [self._load(doc) async for doc in cursor]
 
     async def update_fields(self, customer_id: str, **fields: object) -> None:
         await self.collection.update_one(

@@ -65,6 +65,10 @@ class LockRepository(Repository[Lock]):
             return None  # another contender won this generation
         return lock
 
+    async def forget(self, name: str) -> None:
+        """Drop every generation of `name` (its id names a person that was erased)."""
+        await self.collection.delete_many({"name": name})
+
     async def release(self, lock: Lock) -> None:
         await self.collection.delete_many({"name": lock.name, "gen": {"$lte": lock.gen}})
 

@@ -74,6 +74,16 @@ class MessageRepository(Repository[Message]):
         cursor = self.collection.find({"ticket_id": ticket_id}).sort("seq", ASCENDING)
         return [self._load(doc) async for doc in cursor]
 
+    async def all_for_customer(self, customer_id: str) -> list[Message]:
+        cursor = self.collection.find({"customer_id": customer_id}).sort("seq", ASCENDING)
+        return [self._load(doc) async for doc in cursor]
+
+    async def delete_for_ticket(self, ticket_id: str) -> int:
+        return (await self.collection.delete_many({"ticket_id": ticket_id})).deleted_count
+
+    async def delete_for_customer(self, customer_id: str) -> int:
+        return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+
     async def due(self, now: datetime, limit: int = 50) -> list[Message]:
         """Outbound messages waiting to be sent, oldest first (candidates, not claims)."""
         cursor = (

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from bot.domain.models import PrivacyRequest, PrivacyRequestState
+from bot.domain.models import PrivacyRequest, PrivacyRequestKind, PrivacyRequestState
 from bot.storage.database import Repository
 
 
@@ -17,6 +18,7 @@ class PrivacyRequestRepository(Repository[PrivacyRequest]):
         IndexModel([("state", ASCENDING), ("due_at", ASCENDING)]),
         IndexModel([("customer_id", ASCENDING), ("opened_at", DESCENDING)]),
         IndexModel([("opened_at", DESCENDING)]),
+        IndexModel([("has_pending", ASCENDING)]),
     )
 
     async def add(self, request: PrivacyRequest) -> PrivacyRequest:
@@ -47,7 +49,29 @@ class PrivacyRequestRepository(Repository[PrivacyRequest]):
         return [self._load(doc) async for doc in cursor]
 
     async def with_pending_work(self, limit: int = 100) -> list[PrivacyRequest]:
-        cursor = self.collection.find({"pending.0": {"$exists": True}}).limit(limit)
+        cursor = self.collection.find({"has_pending": True}).limit(limit)
+        return [self._load(doc) async for doc in cursor]
+
+    async def add_pending(self, request_id: str, task: dict[str, Any]) -> None:
+        await self.collection.update_one(
+            {"_id": request_id}, {"$push": {"pending": task}, "$set": {"has_pending": True}}
+        )
+
+    async def drop_pending(self, request_id: str, task: dict[str, Any]) -> None:
+        await self.collection.update_one({"_id": request_id}, {"$pull": {"pending": task}})
+        doc = await self.collection.find_one({"_id": request_id}, projection={"pending": 1})
+        if doc is not None and not doc.get("pending"):
+            await self.collection.update_one({"_id": request_id}, {"$set": {"has_pending": False}})
+
+    async def unfinished_erasures(self, started_before: datetime) -> list[PrivacyRequest]:
+        """Erasures that began before `started_before` and were never closed."""
+        cursor = self.collection.find(
+            {
+                "kind": PrivacyRequestKind.ERASE,
+                "state": PrivacyRequestState.OPEN,
+                "detail.started_at": {"$lt": started_before.isoformat()},
+            }
+        ).limit(100)
         return [self._load(doc) async for doc in cursor]
 
     async def for_customer(self, customer_id: str) -> list[PrivacyRequest]:

@@ -8,7 +8,15 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from bot.domain.models import Category, Channel, Ticket, TicketStatus, TimelineEvent, utcnow
+from bot.domain.models import (
+    Category,
+    Channel,
+    Correction,
+    Ticket,
+    TicketStatus,
+    TimelineEvent,
+    utcnow,
+)
 from bot.domain.tickets import format_reference
 from bot.storage.database import Inserted, Repository
 from bot.storage.locks import LockRepository
@@ -100,6 +108,64 @@ class TicketRepository(Repository[Ticket]):
             .limit(limit)
         )
         return [self._load(doc) async for doc in cursor]
+
+    async def all_for_customer(self, customer_id: str) -> list[Ticket]:
+        """Every ticket of a customer, oldest first (export, erasure)."""
+        cursor = self.collection.find({"customer_id": customer_id}).sort("created_at", ASCENDING)
+        return [self._load(doc) async for doc in cursor]
+
+    async def add_correction(
+        self, ticket_id: str, correction: Correction, event: TimelineEvent
+    ) -> bool:
+        """A customer's correction, beside the original text (which stays as it was)."""
+        async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
+            result = await self.collection.update_one(
+                {"_id": ticket_id},
+                {
+                    "$set": {"updated_at": event.at},
+                    "$push": {
+                        "corrections": correction.model_dump(mode="python"),
+                        "events": event.model_dump(mode="python"),
+                    },
+                },
+            )
+            return result.modified_count == 1
+
+    async def anonymize(self, ticket_id: str, *, at: datetime, forget_customer: bool) -> None:
+        """Keep only what statistics need: category, rating, dates, status, the timeline's
+        shape. The customer's words, corrections, files, the staff's free text (replies,
+        notes and reasons can quote the customer) and the staff topic go."""
+        async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
+            doc = await self.collection.find_one({"_id": ticket_id}, projection={"events": 1})
+            if doc is None:
+                return
+            events = [{**event, "detail": None} for event in doc.get("events", [])]
+            fields: dict[str, Any] = {
+                "text": "",
+                "corrections": [],
+                "attachments": [],
+                "events": events,
+                "telegram_topic_id": None,
+                "telegram_topic_chat_id": None,
+                "anonymized_at": at,
+                "updated_at": at,
+            }
+            if forget_customer:
+                fields["customer_id"] = ""
+            await self.collection.update_one({"_id": ticket_id}, {"$set": fields})
+
+    async def withdraw_expanded_use(self, customer_id: str) -> list[str]:
+        """Clear the expanded-use flag on the customer's tickets; the ids that changed."""
+        cursor = self.collection.find(
+            {"customer_id": customer_id, "expanded_use": True}, projection={"_id": 1}
+        )
+        ids = [str(doc["_id"]) async for doc in cursor]
+        for ticket_id in ids:
+            async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
+                await self.collection.update_one(
+                    {"_id": ticket_id}, {"$set": {"expanded_use": False, "updated_at": utcnow()}}
+                )
+        return ids
 
     async def latest_open(self, customer_id: str) -> Ticket | None:
         doc = await self.collection.find_one(

@@ -58,6 +58,9 @@ class UploadTokenRepository(Repository[UploadToken]):
         grant = self._load(doc)
         return grant if grant.expires_at > (now or utcnow()) else None
 
+    async def delete_owned(self, owner: str) -> int:
+        return (await self.collection.delete_many({"owner": owner})).deleted_count
+
     async def purge_expired(self, now: datetime | None = None) -> int:
         result = await self.collection.delete_many({"expires_at": {"$lte": now or utcnow()}})
         return result.deleted_count
@@ -72,6 +75,20 @@ class UploadRepository(Repository[Upload]):
         return await self.collection.count_documents(
             {"owner": owner, "created_at": {"$gte": since}}
         )
+
+    async def list_owned(self, owner: str) -> list[Upload]:
+        """The owner's uploads without their content (for an export's references)."""
+        cursor = self.collection.find({"owner": owner}, projection={"content": 0})
+        return [self._load({**doc, "content": b""}) async for doc in cursor]
+
+    async def delete_owned(self, owner: str) -> int:
+        return (await self.collection.delete_many({"owner": owner})).deleted_count
+
+    async def delete_ids(self, upload_ids: list[str]) -> int:
+        if not upload_ids:
+            return 0
+        result = await self.collection.delete_many({"_id": {"$in": upload_ids}})
+        return result.deleted_count
 
     async def owned(self, upload_id: str, owner: str) -> Upload | None:
         """The upload, if it belongs to `owner` (an id alone never reveals a stranger's file)."""

@@ -1,0 +1,205 @@
+"""Customers' rights over their data through the privacy service, against the real
+database (C3.2.6, C3.2.5, C3.1.7). The channels' self-service is tested in
+tests/channels; this file checks what is stored, exported and erased."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from bot.app import Container
+from bot.domain.flow import Command
+from bot.domain.models import (
+    Attachment,
+    AuditEntry,
+    Channel,
+    ConsentPurpose,
+    Customer,
+    PrivacyRequestKind,
+    PrivacyRequestState,
+    Ticket,
+    TicketStatus,
+)
+from bot.domain.privacy import EXPORT_FORMAT, EXPORT_VERSION, conversation_key
+from bot.domain.text import Text
+from tests.services.chat import Chat
+from tests.support import FixedClock
+
+ALICE_TEXT = "Alice: the blender lid cracked on day one."
+BOB_TEXT = "Bob: the courier left my parcel in the rain."
+
+
+async def _customer(container: Container, channel: Channel, user: str) -> Customer:
+    customer = await container.repos.customers.find(channel, user)
+    assert customer is not None
+    return customer
+
+
+async def _file(container: Container, chat: Chat, text: str, email: str) -> Ticket:
+    await chat.command(Command.START)
+    for value in ("yes", "yes", "yes", "product_quality", "2"):
+        await chat.choose(value)
+    await chat.text(text)
+    await chat.file(
+        Attachment(kind="photo", file_ref=f"tg-file-{chat.user}", name=f"{chat.user}.jpg")
+    )
+    await chat.choose("done")
+    await chat.text(email)
+    await chat.choose("submit")
+    customer = await _customer(container, chat.channel, chat.user)
+    (ticket,) = await container.repos.tickets.all_for_customer(customer.id)
+    return ticket
+
+
+async def _dump_everything(container: Container) -> str:
+    """Every document of every collection, as text, for a search."""
+    db = container.database.db
+    chunks: list[str] = []
+    for name in await db.list_collection_names():
+        async for doc in db[name].find({}):
+            chunks.append(f"{name}: {json.dumps(doc, default=str, ensure_ascii=False)}")
+    return "\n".join(chunks)
+
+
+async def _two_customers(container: Container) -> tuple[Chat, Chat, Ticket, Ticket]:
+    alice = Chat(container, "alice-tg-7001", locale="en")
+    bob = Chat(container, "bob-widget-visitor-0000000000000001", channel=Channel.WIDGET)
+    ticket_a = await _file(container, alice, ALICE_TEXT, "alice@example.com")
+    ticket_b = await _file(container, bob, BOB_TEXT, "+86 138 0013 8000")
+    await container.tickets.staff_reply(ticket_a.id, staff_id="s1", text="Sorry, Alice.")
+    await container.tickets.staff_reply(ticket_b.id, staff_id="s1", text="Sorry, Bob.")
+    await alice.text("Alice again: and the blade is blunt.")
+    await container.delivery.drain()
+    return alice, bob, ticket_a, ticket_b
+
+
+async def test_c3_2_6_export_holds_all_of_theirs_and_none_of_the_other(
+    container: Container,
+) -> None:
+    alice, _bob, ticket_a, _ticket_b = await _two_customers(container)
+    customer = await _customer(container, Channel.TELEGRAM, alice.user)
+
+    document = await container.privacy.export(customer)
+    raw = container.privacy.export_bytes(document).decode("utf-8")
+    exported = json.loads(raw)
+
+    assert exported["format"] == EXPORT_FORMAT
+    assert exported["version"] == EXPORT_VERSION
+    assert exported["customer"]["channel_user_id"] == alice.user
+    assert exported["customer"]["email"] == "alice@example.com"
+    (ticket,) = exported["tickets"]
+    assert ticket["reference"] == ticket_a.reference
+    assert ticket["text"] == ALICE_TEXT
+    assert ticket["attachments"][0]["reference"] == "tg-file-alice-tg-7001"
+    assert {c["purpose"] for c in exported["consents"]} == {p.value for p in ConsentPurpose}
+    texts = [m["text"] for m in exported["messages"]]
+    assert any("Sorry, Alice." in text for text in texts)
+    assert "Alice again: and the blade is blunt." in texts
+    assert all(m["ticket"] == ticket_a.reference for m in exported["messages"])
+    # Nothing of the other customer.
+    for secret in ("Bob", "bob-widget", "138", "8000"):
+        assert secret not in raw
+    # Logged as a request, answered.
+    (request,) = await container.repos.privacy_requests.for_customer(customer.id)
+    assert request.kind is PrivacyRequestKind.EXPORT
+    assert request.state is PrivacyRequestState.DONE
+
+
+async def test_c3_2_6_erasure_leaves_nothing_but_anonymous_statistics(
+    container: Container,
+) -> None:
+    alice, bob, ticket_a, ticket_b = await _two_customers(container)
+    customer = await _customer(container, Channel.TELEGRAM, alice.user)
+    await container.repos.audit.append(
+        AuditEntry(
+            actor="s1", action="customer.view", target_type="customer", target_id=customer.id
+        )
+    )
+    key = conversation_key(Channel.TELEGRAM.value, alice.user)
+    await container.repos.upload_tokens.issue(key, ttl=timedelta(hours=1))
+    before = await _dump_everything(container)
+    assert alice.user in before and customer.id in before  # the scan can find them
+
+    report = await container.privacy.erase(customer)
+
+    after = await _dump_everything(container)
+    for trace in (
+        alice.user,
+        customer.id,
+        key,
+        "alice@example.com",
+        ALICE_TEXT,
+        "Alice again",
+        "Sorry, Alice.",
+        "tg-file-alice",
+        "lid.jpg",
+    ):
+        assert trace not in after, trace
+    # The other customer is untouched.
+    for kept in (bob.user, BOB_TEXT, "Sorry, Bob.", "+8613800138000"):
+        assert kept in after, kept
+    # The ticket stays as anonymous figures.
+    anonymous = await container.repos.tickets.get(ticket_a.id)
+    assert anonymous is not None
+    assert (anonymous.category.value, anonymous.rating) == ("product_quality", 2)
+    assert anonymous.status is TicketStatus.ACKNOWLEDGED  # a reply does not change it
+    assert anonymous.text == "" and anonymous.attachments == [] and anonymous.customer_id == ""
+    assert anonymous.anonymized_at is not None
+    assert report.removed["customers"] == 1
+    # The request stays as the record that it was answered, naming no one.
+    (request,) = [
+        r
+        for r in await container.repos.privacy_requests.recent()
+        if r.kind is PrivacyRequestKind.ERASE
+    ]
+    assert request.state is PrivacyRequestState.DONE
+    assert request.customer_id is None
+    # Running it again (a retry) is harmless.
+    again = await container.privacy.erase(customer)
+    assert again.removed.get("customers", 0) == 0
+    assert alice.user not in await _dump_everything(container)
+
+
+async def test_c3_2_6_correction_keeps_the_original_for_staff(container: Container) -> None:
+    alice, _bob, ticket_a, _ = await _two_customers(container)
+    customer = await _customer(container, Channel.TELEGRAM, alice.user)
+    updated = await container.privacy.correct_ticket(
+        customer, ticket_a.id, "It was the lid AND the jar."
+    )
+    assert updated.text == ALICE_TEXT
+    assert [c.text for c in updated.corrections] == ["It was the lid AND the jar."]
+    assert updated.events[-1].kind == "corrected"
+
+
+async def test_c3_1_7_withdrawing_expanded_use_takes_effect_at_once(
+    container: Container, clock: FixedClock
+) -> None:
+    alice, _bob, ticket_a, _ = await _two_customers(container)
+    customer = await _customer(container, Channel.TELEGRAM, alice.user)
+    assert ticket_a.expanded_use
+    await container.privacy.withdraw(
+        customer, ConsentPurpose.EXPANDED_USE, shown=Text("withdraw expanded use")
+    )
+    ticket = await container.repos.tickets.get(ticket_a.id)
+    assert ticket is not None and not ticket.expanded_use
+    current = await container.repos.consents.current(customer.id)
+    assert current[ConsentPurpose.EXPANDED_USE].granted is False
+
+
+async def test_find_customers_by_reference_email_phone_and_id(container: Container) -> None:
+    alice, bob, ticket_a, _ = await _two_customers(container)
+    a = await _customer(container, Channel.TELEGRAM, alice.user)
+    b = await _customer(container, Channel.WIDGET, bob.user)
+    find = container.privacy.find_customers
+
+    async def ids(term: str) -> list[str]:
+        return [c.id for c in await find(term)]
+
+    assert await ids(ticket_a.reference) == [a.id]
+    assert await ids(ticket_a.reference.lower()) == [a.id]
+    assert await ids("ALICE@example.com") == [a.id]
+    assert await ids("+86 138-0013-8000") == [b.id]
+    assert await ids(b.id) == [b.id]
+    assert await ids("nobody@example.com") == []
+    assert await ids("") == []
+    assert await ids('{"$where": "1"}') == []
