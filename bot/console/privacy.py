@@ -25,7 +25,7 @@ from aiohttp import web
 
 from bot.console import strings as s
 from bot.console.auth import audit, require
-from bot.console.pages import BASE, INTAKE_CHANNELS, ConsolePages, Form, View, field, ticket_url
+from bot.console.pages import BASE, INTAKE_CHANNELS, ConsolePages, View, field, ticket_url
 from bot.domain.flow import clean_text
 from bot.domain.models import (
     Channel,
@@ -138,8 +138,7 @@ class ConsolePrivacy:
         await audit(request, action, TARGET, target, **detail)
 
     async def _by_names(self, ids: set[str]) -> dict[str, str]:
-        names = await self.pages.names({i for i in ids if i and i != "customer"})
-        return names
+        return await self.pages.names({i for i in ids if i and i != "customer"})
 
     def _who(self, view: View, by: str, names: Mapping[str, str]) -> str:
         if by == "customer":

@@ -6,7 +6,13 @@ customer's words are never among them: those are shown as text, untranslated.
 
 from __future__ import annotations
 
-from bot.domain.models import Channel, ConsentPurpose, DeliveryState, StaffRole
+from bot.domain.models import (
+    Channel,
+    ConsentPurpose,
+    DeliveryState,
+    PrivacyRequestKind,
+    StaffRole,
+)
 from bot.domain.models import TicketStatus as S
 from bot.domain.text import N_
 from bot.domain.tickets import SlaKind
@@ -259,8 +265,6 @@ AUDIT_SHOWN = N_("The latest {count} matching entries.")
 
 # ---------------------------------------------------------------- privacy requests (C3.2.6)
 
-from bot.domain.models import PrivacyRequestKind as K  # noqa: E402 - this section's own import
-
 NAV_PRIVACY = N_("Privacy requests")
 PRIVACY_TITLE = N_("Customers' privacy requests")
 PRIVACY_INTRO = N_(
@@ -268,11 +272,11 @@ PRIVACY_INTRO = N_(
     "Each must be answered within {days} days of being made."
 )
 PRIVACY_KINDS = {
-    K.ACCESS: N_("See their data"),
-    K.EXPORT: N_("Export their data"),
-    K.CORRECT: N_("Correct their data"),
-    K.ERASE: N_("Delete their data"),
-    K.WITHDRAW: N_("Withdraw a consent"),
+    PrivacyRequestKind.ACCESS: N_("See their data"),
+    PrivacyRequestKind.EXPORT: N_("Export their data"),
+    PrivacyRequestKind.CORRECT: N_("Correct their data"),
+    PrivacyRequestKind.ERASE: N_("Delete their data"),
+    PrivacyRequestKind.WITHDRAW: N_("Withdraw a consent"),
 }
 PRIVACY_OPEN = N_("Open requests")
 PRIVACY_OPEN_EMPTY = N_("No open requests.")

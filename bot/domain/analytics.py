@@ -63,14 +63,17 @@ class AnalyticsFact(Model):
 
 # ---------------------------------------------------------------- the scrub
 
-_URL = re.compile(r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"'，。；、）]+", re.IGNORECASE)
+# A URL ends at white space, quotes, angle brackets or CJK punctuation (，。；、）).
+_URL = re.compile(
+    r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"'\uff0c\u3002\uff1b\u3001\uff09]+", re.IGNORECASE
+)
 _EMAIL = re.compile(
-    r"[A-Za-z0-9._%+\-]{1,64}\s*[@＠]\s*[A-Za-z0-9\-]{1,63}(?:\s*[.．]\s*[A-Za-z0-9\-]{1,63})+"
+    r"[A-Za-z0-9._%+\-]{1,64}\s?[@\uff20]\s?[A-Za-z0-9\-]{1,63}(?:[.\uff0e][A-Za-z0-9\-]{1,63})+"
 )
 # 18-character resident identity card number: 17 digits and a digit or X.
 _ID_CARD = re.compile(r"(?<![0-9A-Za-z])\d{6}(?:19|20)\d{2}\d{7}[\dXx](?![0-9A-Za-z])")
 # International numbers: a plus, then digits with the usual separators.
-_INTERNATIONAL = re.compile(r"[+＋]\s?\d(?:[\s().\-]?\d){5,16}")
+_INTERNATIONAL = re.compile(r"[+\uff0b]\s?\d(?:[\s().\-]{0,2}\d){5,16}")
 # Mainland mobiles, optionally with +86/0086, written in blocks or not.
 _MOBILE = re.compile(r"(?<!\d)(?:(?:\+|00)?86[\s\-]?)?1[3-9]\d(?:[\s\-]?\d){8}(?!\d)")
 # Landlines with an area code: 010-12345678, (021) 1234 5678, 0755 8765432.
@@ -78,10 +81,11 @@ _LANDLINE = re.compile(r"(?<!\d)\(?0\d{2,3}\)?[\s\-]?\d{3,4}[\s\-]?\d{4}(?!\d)")
 # Anything else that is a long run of digits (order, card, account or QQ numbers),
 # separators allowed: seven digits or more.
 _DIGITS = re.compile(r"\d(?:[\s\-.]?\d){6,}")
-_HANDLE = re.compile(r"[@＠][\w.\-]{1,64}")
+_HANDLE = re.compile(r"[@\uff20][\w.\-]{1,64}")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
+# Full-width forms (＠, ＋, ．) count as their ASCII twins.
 # Placeholders stay in the text so that analysts see that something was there.
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (_URL, "[url]"),
