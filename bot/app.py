@@ -27,6 +27,7 @@ from bot.domain.models import Channel, utcnow
 from bot.domain.privacy import NOTICE_VERSION
 from bot.i18n import I18n
 from bot.metrics import Metrics
+from bot.services.analytics import AnalyticsService
 from bot.services.consents import ConsentService
 from bot.services.delivery import Clock, DeliveryService
 from bot.services.dialogue import DialogueService
@@ -55,6 +56,7 @@ class Container:
     metrics: Metrics
     widget: WidgetChannel
     privacy: PrivacyService
+    analytics: AnalyticsService
     telegram: TelegramChannel | None = None
     indexes_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -105,7 +107,16 @@ class Container:
             tickets,
             request_days=settings.privacy_request_days,
         )
-        dialogue = DialogueService(repos, tickets, i18n, metrics, clock, flow_config, consents)
+        dialogue = DialogueService(
+            repos, tickets, i18n, metrics, clock, flow_config, consents, privacy
+        )
+        analytics = AnalyticsService(
+            repos,
+            tickets.calendar,
+            clock,
+            first_response_days=settings.first_response_working_days,
+        )
+        tickets.listeners.append(analytics)
         widget = WidgetChannel(settings, repos, dialogue, delivery, i18n, metrics)
         for logged_by_staff in (Channel.PHONE, Channel.EMAIL):
             delivery.register(logged_by_staff, StaffAnswerThem())
@@ -116,6 +127,7 @@ class Container:
         return cls(
             widget=widget,
             privacy=privacy,
+            analytics=analytics,
             telegram=telegram,
             settings=settings,
             database=database,

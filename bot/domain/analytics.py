@@ -63,15 +63,19 @@ class AnalyticsFact(Model):
 
 # ---------------------------------------------------------------- the scrub
 
-# A URL ends at white space, quotes, angle brackets or CJK punctuation (，。；、）).
+# A URL ends at white space, quotes, angle brackets or CJK punctuation.
 _URL = re.compile(
     r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"'\uff0c\u3002\uff1b\u3001\uff09]+", re.IGNORECASE
 )
+_ALNUM = r"A-Za-z0-9\uff10-\uff19\uff21-\uff3a\uff41-\uff5a"
 _EMAIL = re.compile(
-    r"[A-Za-z0-9._%+\-]{1,64}\s?[@\uff20]\s?[A-Za-z0-9\-]{1,63}(?:[.\uff0e][A-Za-z0-9\-]{1,63})+"
+    rf"[{_ALNUM}._%+\-]{{1,64}}\s?[@\uff20]\s?[{_ALNUM}\-]{{1,63}}"
+    rf"(?:[.\uff0e][{_ALNUM}\-]{{1,63}})+"
 )
 # 18-character resident identity card number: 17 digits and a digit or X.
 _ID_CARD = re.compile(r"(?<![0-9A-Za-z])\d{6}(?:19|20)\d{2}\d{7}[\dXx](?![0-9A-Za-z])")
+# Card and account numbers: twelve digits or more, before the phone rules see their parts.
+_LONG_DIGITS = re.compile(r"\d(?:[\s\-]?\d){11,}")
 # International numbers: a plus, then digits with the usual separators.
 _INTERNATIONAL = re.compile(r"[+\uff0b]\s?\d(?:[\s().\-]{0,2}\d){5,16}")
 # Mainland mobiles, optionally with +86/0086, written in blocks or not.
@@ -85,13 +89,14 @@ _HANDLE = re.compile(r"[@\uff20][\w.\-]{1,64}")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
-# Full-width forms (＠, ＋, ．) count as their ASCII twins.
+# Full-width forms of @, + and . (and of letters and digits) count as their ASCII twins.
 # Placeholders stay in the text so that analysts see that something was there.
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (_URL, "[url]"),
     (_EMAIL, "[email]"),
     (_ID_CARD, "[id]"),
     (_INTERNATIONAL, "[phone]"),
+    (_LONG_DIGITS, "[number]"),
     (_MOBILE, "[phone]"),
     (_LANDLINE, "[phone]"),
     (_DIGITS, "[number]"),
@@ -151,6 +156,12 @@ def _on_time(ticket: Ticket, now: datetime) -> bool | None:
     return False if now > ticket.response_due else None
 
 
+def _latest_words(ticket: Ticket) -> str:
+    """The customer's words as they last put them: a correction (C3.2.6) replaces the
+    original here, where nobody needs to see what was corrected."""
+    return ticket.corrections[-1].text if ticket.corrections else ticket.text
+
+
 def may_keep_text(ticket: Ticket, *, consent_withdrawn: bool = False) -> bool:
     """Only with the expanded-use consent in force (C3.1.7), never once anonymized."""
     return (
@@ -188,7 +199,7 @@ def project(
         on_time=_on_time(ticket, now),
         closed_day=day(finished) if finished is not None else None,
         suggestion=_suggestion(ticket),
-        text=scrub(ticket.text)
+        text=scrub(_latest_words(ticket))
         if may_keep_text(ticket, consent_withdrawn=consent_withdrawn)
         else None,
     )

@@ -36,6 +36,7 @@ class Command(StrEnum):
     BACK = "back"
     CANCEL = "cancel"
     HELP = "help"
+    PRIVACY = "privacy"  # the privacy menu (bot/domain/privacy_menu.py), beside the flow
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,20 @@ restart or from another device.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.domain import flow
 from bot.domain.flow import Command, Facts, FlowConfig, Input, Prompt, Say, Transition
 from bot.domain.models import Channel, ConsentPurpose, Conversation, Customer
 from bot.domain.privacy import NOTICE_VERSION, conversation_key
+from bot.domain.privacy_menu import NOTHING_HELD
 from bot.domain.text import N_, Text
 from bot.i18n import I18n
 from bot.metrics import Metrics
 from bot.services.consents import ConsentService
 from bot.services.delivery import Clock
+from bot.services.privacy import PrivacyService
+from bot.services.privacy_dialogue import ExportFile, MenuOutcome, PrivacyMenu
 from bot.services.tickets import NO_TICKETS, TicketService
 from bot.storage import Repositories
 from bot.storage.conversations import ConcurrentUpdate
@@ -56,6 +59,8 @@ class Rendered:
     input_kind: str | None = None
     error: str | None = None
     hint: str | None = None
+    file: ExportFile | None = None  # a file to send with the text (a data export)
+    erased: bool = False  # the customer's data was just erased: a channel forgets them too
 
 
 class DialogueService:
@@ -68,8 +73,10 @@ class DialogueService:
         clock: Clock,
         config: FlowConfig,
         consents: ConsentService,
+        privacy: PrivacyService,
     ) -> None:
         self.consents = consents
+        self.privacy_menu = PrivacyMenu(repos, privacy, i18n, config)
         self.repos = repos
         self.tickets = tickets
         self.i18n = i18n
@@ -128,6 +135,9 @@ class DialogueService:
         conversation = await self._conversation(channel, external_id, locale_hint)
         customer = await self.repos.customers.find(channel, external_id)
         locale = customer.locale if customer else conversation.locale
+        if conversation.aside is not None and customer is not None:
+            menu = await self.privacy_menu.current(conversation, customer)
+            return locale, self._render_prompt(locale, menu)
         prompt = self._where(locale, conversation)
         return locale, prompt[0] if prompt else None
 
@@ -139,6 +149,53 @@ class DialogueService:
         if customer is not None:
             return self._say(customer.locale, text)
         return self._say((await self._conversation(channel, external_id, locale_hint)).locale, text)
+
+    # ------------------------------------------------------------ the privacy menu
+
+    async def _open_privacy(
+        self, conversation: Conversation, customer: Customer | None, key: str | None
+    ) -> list[Rendered]:
+        locale = customer.locale if customer else conversation.locale
+        if customer is None:
+            return [self._say(locale, Text(NOTHING_HELD)), *self._where(locale, conversation)]
+        outcome = self.privacy_menu.open()
+        saved = await self.repos.conversations.save(
+            conversation.model_copy(update={"aside": outcome.aside, "last_input": key})
+        )
+        return await self._here(locale, saved, customer)
+
+    async def _privacy_input(
+        self, conversation: Conversation, customer: Customer, inp: Input, key: str | None
+    ) -> list[Rendered] | None:
+        """Apply an input to the open privacy menu; None: it closed, the input is the flow's."""
+        locale = customer.locale
+        aside_step = (conversation.aside or {}).get("step")
+        if inp.kind != "command" and inp.step is not None and inp.step != aside_step:
+            return await self._here(locale, conversation, customer)  # an old button
+        outcome: MenuOutcome = await self.privacy_menu.handle(conversation, customer, inp)
+        if outcome.passthrough:
+            return None
+        replies = [self._render(customer.locale, reply) for reply in outcome.replies]
+        if outcome.erased:
+            # Everything about them is gone, the dialogue state with it: store nothing.
+            return [replace(reply, erased=True) for reply in replies]
+        if outcome.file is not None and replies:
+            replies[0] = replace(replies[0], file=outcome.file)
+        saved = await self.repos.conversations.save(
+            conversation.model_copy(update={"aside": outcome.aside, "last_input": key})
+        )
+        if outcome.aside is None:  # closed: back to the question they were at, if any
+            replies += self._where(locale, saved)
+        return replies
+
+    async def _here(
+        self, locale: str, conversation: Conversation, customer: Customer | None
+    ) -> list[Rendered]:
+        """Where the customer is: the privacy menu's question, or the flow's."""
+        if conversation.aside is not None and customer is not None:
+            menu = await self.privacy_menu.current(conversation, customer)
+            return [self._render_prompt(locale, menu)]
+        return self._where(locale, conversation)
 
     # ------------------------------------------------------------ internals
 
@@ -177,7 +234,18 @@ class DialogueService:
         if idempotency_key is not None and conversation.last_input == idempotency_key:
             # The same input delivered again (a channel retrying after a failure): it was
             # applied once already, so only show where the customer is now.
-            return self._where(locale, conversation)
+            return await self._here(locale, conversation, customer)
+
+        if inp.kind == "command" and inp.value == Command.PRIVACY:
+            return await self._open_privacy(conversation, customer, idempotency_key)
+        if conversation.aside is not None:
+            if customer is None:  # erased on another device meanwhile
+                conversation = conversation.model_copy(update={"aside": None})
+            else:
+                replies = await self._privacy_input(conversation, customer, inp, idempotency_key)
+                if replies is not None:
+                    return replies
+                conversation = conversation.model_copy(update={"aside": None})
 
         stale_choice = inp.kind == "choice" and conversation.step is None
         if stale_choice or (
