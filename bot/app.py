@@ -129,6 +129,8 @@ class Container:
             privacy=privacy,
             analytics=analytics,
             telegram=telegram,
+            if telegram.staff_topics is not None:
+                privacy.topic_eraser = telegram.staff_topics.delete_topic
             settings=settings,
             database=database,
             repos=repos,

@@ -24,11 +24,6 @@ MENU = (
     ("help", N_("Help")),
 )
 CHOOSE_LANGUAGE = N_("Choose your language:")
-PRIVACY = N_(
-    "Your rights over your data: you can see, export, correct or delete it, and withdraw "
-    "a consent. Self-service for these is being added to this bot; until then, write to "
-    "us here and our staff will handle your request."
-)
 
 
 async def set_menu(bot: Bot, i18n: I18n) -> None:
@@ -88,10 +83,8 @@ async def language(message: Message, dialogue: DialogueService) -> None:
     await message.answer(reply.text, reply_markup=language_keyboard())
 
 
-async def privacy(message: Message, dialogue: DialogueService) -> None:
-    user_id, hint = _user(message)
-    reply = await dialogue.say(Channel.TELEGRAM, user_id, Text(PRIVACY), hint)
-    await message.answer(reply.text)
+async def privacy(message: Message, dialogue: DialogueService, event_key: str) -> None:
+    await _run(message, dialogue, Command.PRIVACY, event_key)
 
 
 async def unknown_command(message: Message, dialogue: DialogueService, event_key: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message as TgMessage
 
 from bot.channels.telegram.sender import RateLimiter
@@ -106,6 +107,16 @@ class StaffTopics:
                 await self.bot.send_document(
                     self.chat_id, attachment.file_ref, message_thread_id=topic_id
                 )
+
+    async def delete_topic(self, chat_id: int, topic_id: int) -> bool:
+        """Delete a ticket's topic with every message in it (an erasure, C3.2.6)."""
+        await self.limiter.wait(chat_id)
+        try:
+            return await self.bot.delete_forum_topic(chat_id, topic_id)
+        except TelegramBadRequest as exc:
+            if "not found" in exc.message.lower() or "invalid" in exc.message.lower():
+                return True  # already gone
+            raise
 
     async def customer_message(self, ticket: Ticket, message: Message) -> None:
         current = await self.tickets.get(ticket.id)

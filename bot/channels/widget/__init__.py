@@ -10,6 +10,7 @@ the last message `seq` it showed and the server replays the rest from MongoDB.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import logging
@@ -64,7 +65,10 @@ IDENTITY_MAX_SECONDS = 7 * 24 * 3600  # how far ahead a host app may date a sign
 UPLOAD_PATH = "/widget/upload"
 WIDGET_DIR = ROOT / "widget"
 CACHED = "public, max-age=300"
-COMMANDS = {c.value: c for c in (Command.START, Command.BACK, Command.CANCEL, Command.HELP)}
+COMMANDS = {
+    c.value: c
+    for c in (Command.START, Command.BACK, Command.CANCEL, Command.HELP, Command.PRIVACY)
+}
 
 
 def message_payload(message: Message) -> dict[str, Any]:
@@ -88,6 +92,14 @@ def prompt_payload(reply: Rendered) -> dict[str, Any]:
         "controls": [{"value": c.value, "label": c.label} for c in reply.controls],
         "error": reply.error,
         "hint": reply.hint,
+        "file": None
+        if reply.file is None
+        else {
+            "name": reply.file.name,
+            "mime_type": reply.file.mime_type,
+            "data": base64.b64encode(reply.file.content).decode("ascii"),
+        },
+        "erased": reply.erased,
     }
 
 
@@ -495,6 +507,9 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # Applied and stored: from here on the answer is "ok" whatever else fails, or the
         # widget would drop an input that was kept (and the customer would type it again).
         ack: dict[str, Any] = {"seq": None, "replies": replies}
+        if any(reply["erased"] for reply in replies):
+            # Their other devices forget the conversation too (history, unsent inputs).
+            await channel.sio.emit("erased", {}, room=visitor.room, skip_sid=sid, namespace=NAMESPACE)
         try:
             stored = await messages.by_idempotency_key(key)
             if stored is not None:  # the customer's other devices show it too

@@ -25,13 +25,17 @@ UI = {
     "assistant": N_("Feedback assistant"),
     "language": N_("Language: 中文 / English"),
     "error": N_("Something went wrong. Please try again."),
+    "privacy": N_("My data"),
+    "download": N_("Download {name}"),
+    "erased": N_("Your data was deleted. This chat starts afresh."),
 }
 
 # Outside a flow, what the widget offers (the chat bot's help names Telegram's commands).
 HELP = N_(
     "I collect feedback about our products and services. Choose “Give feedback” or send "
-    "/start to begin, and /status to see how your feedback is going. The language button "
-    "at the top switches between 中文 and English."
+    "/start to begin, /status to see how your feedback is going, and “My data” or /privacy to see, "
+    "download, correct or delete your data. The language button at the top switches "
+    "between 中文 and English."
 )
 
 ERRORS = {
@@ -56,9 +60,10 @@ ERRORS = {
 
 
 def ui_strings(i18n: I18n, locale: str) -> dict[str, str]:
-    # {count} stays a placeholder: the widget fills it in.
+    # {count} and {name} stay placeholders: the widget fills them in.
     return {
-        key: i18n.render(locale, Text(msgid, {"count": "{count}"})) for key, msgid in UI.items()
+        key: i18n.render(locale, Text(msgid, {"count": "{count}", "name": "{name}"}))
+        for key, msgid in UI.items()
     }
 
 
