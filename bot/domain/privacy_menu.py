@@ -79,7 +79,7 @@ STEPS: dict[str, Step] = {
         InputKind.TEXT,
         N_(
             "Your contact details with us: {contact}.\n"
-            "Send a new e-mail address or phone number to replace them, or choose Remove."
+            "Send a new e-mail address or phone number to replace them, or choose “Remove them”."
         ),
     ),
     TICKET: _step(TICKET, InputKind.CHOICE, N_("Which feedback would you like to correct?")),

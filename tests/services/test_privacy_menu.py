@@ -125,3 +125,14 @@ async def test_the_menu_beside_a_running_flow(container: Container, clock: Fixed
     assert chat.step == "category"  # back where they were, nothing lost
     await chat.choose("logistics")
     assert chat.step == "rating"
+
+
+async def test_c3_2_6_the_menu_speaks_chinese(container: Container) -> None:
+    chat = Chat(container, "zh-user", locale="zh-CN")
+    await chat.happy_path("快递晚到了两天，包装也破了。")
+    (menu,) = await chat.command(Command.PRIVACY)
+    assert "您的数据与您的权利" in menu.text
+    assert [o.label for o in menu.options][:2] == ["查看我的数据", "下载副本（JSON 文件）"]
+    (summary,) = await chat.choose("see")
+    assert "我们保存的您的信息" in summary.text
+    assert "2026年3月2日" in summary.text
