@@ -619,3 +619,26 @@ async def test_a_stream_of_forms_from_one_address_is_refused(container: Containe
             status, _, _ = await post(client, answers(form_id, text="x"))
             statuses.append(status)
     assert statuses == [400, 400, 429]  # the third is refused before it is even read
+
+
+@pytest.mark.parametrize(
+    ("lang", "version_text", "rights_text"),
+    [
+        ("en", f"Privacy policy, version {NOTICE_VERSION}", "we answer within 15 days"),
+        ("zh_CN", f"隐私政策，版本 {NOTICE_VERSION}", "15 天内"),
+    ],
+)
+async def test_c6_1_the_privacy_policy_is_published_with_its_version(
+    client: Client, lang: str, version_text: str, rights_text: str
+) -> None:
+    response = await client.get("/privacy", params={"lang": lang})
+    assert response.status == 200
+    page = html.unescape(await response.text())
+    assert version_text in page
+    assert rights_text in page
+    assert "/privacy" in page
+    # The same words every channel asks agreement to (C6.2).
+    notice = "privacy notice, version" if lang == "en" else "隐私告知"
+    assert notice in page
+    form = await (await client.get("/feedback", params={"lang": lang})).text()
+    assert 'id="policy-link"' in form

@@ -4,7 +4,8 @@
 - GET/POST /feedback: the whole dialogue on one plain HTML page (no JavaScript);
 - GET /feedback/done?ref=&k=: the confirmation, reachable only with the HMAC `k`;
 - GET /feedback/declined: the polite page after declining the privacy notice;
-- GET /channels: every way to reach us, localized.
+- GET /channels: every way to reach us, localized;
+- GET /privacy: the published privacy policy, with its version (C6.1).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def register_form_routes(
         public_url=public_url,
         max_body_bytes=max_body_bytes,
         posts_per_ip=posts_per_ip,
+        request_days=container.settings.privacy_request_days,
     )
     pages.register(app)
     return pages

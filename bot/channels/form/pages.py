@@ -61,6 +61,7 @@ FORM_PATH = "/feedback"
 DONE_PATH = "/feedback/done"
 DECLINED_PATH = "/feedback/declined"
 CHANNELS_PATH = "/channels"
+POLICY_PATH = "/privacy"  # the published privacy policy (C6.1)
 WIDGET_SCRIPT_PATH = "/widget/widget.js"
 
 MAX_BODY_BYTES = 64 * 1024
@@ -165,6 +166,7 @@ class FormPages:
         public_url: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         posts_per_ip: str = "20 per hour",
+        request_days: int = 15,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("the form's link secret must be at least 16 bytes")
@@ -180,6 +182,7 @@ class FormPages:
         self.telegram_username = telegram_username
         self.public_url = public_url.rstrip("/") if public_url else None
         self.max_body_bytes = max_body_bytes
+        self.request_days = request_days  # privacy requests, stated in the policy
         # Each accepted form stores a customer and a ticket: a few tries with typos are
         # normal, a stream of them from one address is not.
         self.posts = parse(posts_per_ip)
@@ -192,6 +195,7 @@ class FormPages:
         app.router.add_get(DONE_PATH, self.done)
         app.router.add_get(DECLINED_PATH, self.declined)
         app.router.add_get(CHANNELS_PATH, self.channels)
+        app.router.add_get(POLICY_PATH, self.policy)
 
     # ------------------------------------------------------------ helpers
 
@@ -242,6 +246,8 @@ class FormPages:
             "language_label": self.t(locale, strings.LANGUAGE),
             "channels_href": f"{CHANNELS_PATH}?{urlencode({LANG: locale})}",
             "channels_label": self.t(locale, strings.CHANNELS_LINK),
+            "policy_href": f"{POLICY_PATH}?{urlencode({LANG: locale})}",
+            "policy_label": self.t(locale, strings.POLICY_LINK),
         }
 
     def html(
@@ -537,6 +543,25 @@ class FormPages:
             paragraphs=[self.t(locale, strings.DECLINED)],
             link=self.form_link(locale),
         )
+
+    # ------------------------------------------------------------ the privacy policy (C6.1)
+
+    async def policy(self, request: web.Request) -> web.Response:
+        """The published policy: the very texts every channel asks agreement to, with their
+        version, and how to use one's rights."""
+        locale = self.locale(request)
+        intake = self.intake
+        paragraphs = [self.t(locale, strings.POLICY_INTRO)]
+        for purpose in (
+            ConsentPurpose.PROCESSING,
+            ConsentPurpose.EXPANDED_USE,
+            ConsentPurpose.LICENCE,
+        ):
+            text = self.i18n.render(locale, intake.consent_text(purpose))
+            paragraphs += [line for line in text.split("\n") if line.strip()]
+        paragraphs.append(self.t(locale, strings.POLICY_RIGHTS, days=self.request_days))
+        title = self.t(locale, strings.POLICY_TITLE, version=intake.config.notice_version)
+        return self.message(request, locale, status=200, title=title, paragraphs=paragraphs)
 
     # ------------------------------------------------------------ the channels page (C2.3)
 

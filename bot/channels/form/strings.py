@@ -14,6 +14,20 @@ from bot.domain.text import N_
 LANGUAGE = N_("Language")
 ERROR_TITLE = N_("Error: {title}")
 CHANNELS_LINK = N_("All the ways to reach us")
+POLICY_LINK = N_("Privacy policy")
+POLICY_TITLE = N_("Privacy policy, version {version}")
+POLICY_INTRO = N_(
+    "This is how we handle your information when you give us feedback, in any of our "
+    "channels. Every channel shows you the same notice, and asks for your agreement, before "
+    "it keeps anything about you."
+)
+POLICY_RIGHTS = N_(
+    "How to use your rights: in Telegram, send /privacy to our bot; in the chat in our app "
+    "or on our website, choose “My data”. There you can see your data, download a copy, "
+    "correct it, withdraw a consent or have it deleted, and it is done at once. If you gave "
+    "feedback through the online form, by phone or by e-mail, write to us or call us with "
+    "your reference number: we answer within {days} days. Every request is recorded."
+)
 
 # ---------------------------------------------------------------- the form
 
