@@ -486,6 +486,9 @@ class PrivacyService:
         report.add({"customers": int(await repos.customers.delete(customer.id))})
         removed = {name: str(count) for name, count in sorted(report.removed.items()) if count}
         await self.close_request(request.id, removed)
+        await repos.privacy_requests.close_open_for_customer(
+            customer.id, at=self.clock(), detail={"answered_by_erasure": request.id}
+        )
         await repos.privacy_requests.forget_customer(customer.id)
         log.info("customer data erased", extra={"request_id": request.id, **removed})
         return report

@@ -78,6 +78,17 @@ class PrivacyRequestRepository(Repository[PrivacyRequest]):
         cursor = self.collection.find({"customer_id": customer_id}).sort("opened_at", DESCENDING)
         return [self._load(doc) async for doc in cursor]
 
+    async def close_open_for_customer(
+        self, customer_id: str, *, at: datetime, detail: dict[str, str]
+    ) -> int:
+        """Close what is still open for a customer (their data is gone: nothing to answer)."""
+        update: dict[str, object] = {"state": PrivacyRequestState.DONE, "done_at": at}
+        update.update({f"detail.{key}": value for key, value in detail.items()})
+        result = await self.collection.update_many(
+            {"customer_id": customer_id, "state": PrivacyRequestState.OPEN}, {"$set": update}
+        )
+        return result.modified_count
+
     async def forget_customer(self, customer_id: str) -> None:
         """After an erasure: the requests stay as the record, without the person's id."""
         await self.collection.update_many(

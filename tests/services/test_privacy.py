@@ -19,6 +19,7 @@ from bot.domain.models import (
     PrivacyRequestState,
     Ticket,
     TicketStatus,
+    TimelineEvent,
 )
 from bot.domain.privacy import EXPORT_FORMAT, EXPORT_VERSION, conversation_key
 from bot.domain.text import Text
@@ -99,7 +100,7 @@ async def test_c3_2_6_export_holds_all_of_theirs_and_none_of_the_other(
     assert "Alice again: and the blade is blunt." in texts
     assert all(m["ticket"] == ticket_a.reference for m in exported["messages"])
     # Nothing of the other customer.
-    for secret in ("Bob", "bob-widget", "138", "8000"):
+    for secret in ("Bob", "bob-widget", "8613800138000"):
         assert secret not in raw
     # Logged as a request, answered.
     (request,) = await container.repos.privacy_requests.for_customer(customer.id)
@@ -209,3 +210,69 @@ async def test_find_customers_by_reference_email_phone_and_id(container: Contain
     assert await ids("nobody@example.com") == []
     assert await ids("") == []
     assert await ids('{"$where": "1"}') == []
+
+
+async def test_c3_2_6_a_staff_topic_that_cannot_be_deleted_now_is_deleted_later(
+    container: Container,
+) -> None:
+    alice, _bob, ticket_a, _ = await _two_customers(container)
+    await container.repos.tickets.add_event(
+        ticket_a.id,
+        event=TimelineEvent(kind="topic", actor="system", detail="77"),
+        telegram_topic_id=77,
+        telegram_topic_chat_id=-100555,
+    )
+    attempts: list[tuple[int, int]] = []
+    telegram_up = False
+
+    async def eraser(chat_id: int, topic_id: int) -> bool:
+        attempts.append((chat_id, topic_id))
+        if not telegram_up:
+            raise ConnectionError("Telegram unreachable")
+        return True
+
+    container.privacy.topic_eraser = eraser
+    customer = await _customer(container, Channel.TELEGRAM, alice.user)
+    report = await container.privacy.erase(customer)
+    assert report.pending == 1
+    ticket = await container.repos.tickets.get(ticket_a.id)
+    assert ticket is not None
+    assert ticket.telegram_topic_id is None  # the ticket forgets it; the request remembers
+
+    assert await container.privacy.finish_pending() == 0  # still down: kept for later
+    telegram_up = True
+    assert await container.privacy.finish_pending() == 1
+    assert attempts == [(-100555, 77)] * 3
+    assert await container.repos.privacy_requests.with_pending_work() == []
+    assert await container.privacy.finish_pending() == 0
+
+
+async def test_c3_2_6_an_erasure_cut_short_is_finished_by_the_next_round(
+    container: Container, clock: FixedClock
+) -> None:
+    alice, _bob, _ticket_a, _ = await _two_customers(container)
+    customer = await _customer(container, Channel.TELEGRAM, alice.user)
+    # A process logged the request, began, and died before doing anything else.
+    request = await container.privacy.log_request(
+        customer, PrivacyRequestKind.ERASE, channel=customer.channel, by="customer"
+    )
+    await container.repos.privacy_requests.set_fields(
+        request.id, **{"detail.started_at": clock().isoformat()}
+    )
+    # A request staff logged and have not started is not the job's to carry out.
+    waiting = await container.privacy.log_request(
+        customer, PrivacyRequestKind.ERASE, channel=customer.channel, by="staff-1"
+    )
+    assert await container.privacy.finish_pending() == 0  # too fresh: it may be running
+    clock.advance(minutes=10)
+    assert await container.privacy.finish_pending() == 1
+    assert await container.repos.customers.get(customer.id) is None
+    done = await container.repos.privacy_requests.get(request.id)
+    assert done is not None
+    assert done.state is PrivacyRequestState.DONE
+    assert done.customer_id is None
+    untouched = await container.repos.privacy_requests.get(waiting.id)
+    assert untouched is not None
+    assert untouched.customer_id is None  # the person is gone, so is the link
+    assert untouched.state is PrivacyRequestState.DONE  # nothing is left to answer
+    assert untouched.detail["answered_by_erasure"] == request.id
