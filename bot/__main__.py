@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.config import Settings
 
@@ -83,6 +84,12 @@ def _cmd_staff(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_privacy(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.privacy_cli import run_privacy
+
+    return run_privacy(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot", description="Customer-feedback bot backend."
@@ -115,6 +122,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     add.set_defaults(func=_cmd_staff)
+
+    privacy = sub.add_parser(
+        "privacy", help="retention now; export or erase a customer's data (phone, e-mail)"
+    )
+    privacy_sub = privacy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    retention = privacy_sub.add_parser(
+        "retention", help="remove what the retention periods say is due (C4.3)"
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="count what would be removed; change nothing"
+    )
+    customer_help = "customer id, ticket reference, e-mail or phone number"
+    export = privacy_sub.add_parser("export", help="a customer's data as JSON (C3.2.6)")
+    export.add_argument("--customer", required=True, metavar="TERM", help=customer_help)
+    export.add_argument(
+        "--out", type=Path, default=None, help="file to write (default: standard output)"
+    )
+    erase = privacy_sub.add_parser("erase", help="erase a customer's personal data (C3.2.6)")
+    erase.add_argument("--customer", required=True, metavar="TERM", help=customer_help)
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    privacy.set_defaults(func=_cmd_privacy)
     return parser
 
 

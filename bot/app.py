@@ -32,6 +32,7 @@ from bot.services.consents import ConsentService
 from bot.services.delivery import Clock, DeliveryService
 from bot.services.dialogue import DialogueService
 from bot.services.privacy import PrivacyService
+from bot.services.retention import RetentionPolicy, RetentionService
 from bot.services.tickets import Deadlines, TicketService
 from bot.storage import Database, DatabaseUnavailable, Repositories
 from bot.storage.embedded import EmbeddedDatabase
@@ -57,6 +58,7 @@ class Container:
     widget: WidgetChannel
     privacy: PrivacyService
     analytics: AnalyticsService
+    retention: RetentionService
     telegram: TelegramChannel | None = None
     indexes_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -110,6 +112,9 @@ class Container:
         dialogue = DialogueService(
             repos, tickets, i18n, metrics, clock, flow_config, consents, privacy
         )
+        retention = RetentionService(
+            repos, privacy, metrics, clock, RetentionPolicy.from_settings(settings)
+        )
         analytics = AnalyticsService(
             repos,
             tickets.calendar,
@@ -124,13 +129,14 @@ class Container:
         telegram = None
         if settings.telegram_token is not None:
             telegram = TelegramChannel(settings, repos, dialogue, tickets, delivery, i18n)
+            if telegram.staff_topics is not None:
+                privacy.topic_eraser = telegram.staff_topics.delete_topic
         return cls(
             widget=widget,
             privacy=privacy,
             analytics=analytics,
+            retention=retention,
             telegram=telegram,
-            if telegram.staff_topics is not None:
-                privacy.topic_eraser = telegram.staff_topics.delete_topic
             settings=settings,
             database=database,
             repos=repos,
@@ -257,16 +263,23 @@ def build_app(container: Container) -> web.Application:
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         delivery = asyncio.create_task(container.delivery.run())
+        retention = asyncio.create_task(
+            container.retention.run_periodically(
+                settings.retention_interval_minutes * 60, ready=container.indexes_ready
+            )
+        )
         tasks = [
             asyncio.create_task(container.ensure_indexes_until_ready()),
             delivery,
+            retention,
             asyncio.create_task(container.run_channels()),
         ]
         yield
         # The dispatcher finishes the message in hand and stops; it is cancelled only if
         # that takes too long (a send hanging on an unreachable channel).
         container.delivery.stop()
-        await asyncio.wait([delivery], timeout=DELIVERY_STOP_SECONDS)
+        container.retention.stop()  # a retention round in hand is cut short the same way
+        await asyncio.wait([delivery, retention], timeout=DELIVERY_STOP_SECONDS)
         for task in tasks:
             task.cancel()
         for task in tasks:

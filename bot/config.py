@@ -89,6 +89,20 @@ class Settings(BaseSettings):
     privacy_request_days: int = Field(
         default=15, ge=1, le=60, description="Days to answer a customer's request about their data."
     )
+    retention_draft_days: int = Field(
+        default=30, ge=1, description="Days an abandoned dialogue draft is kept (C4.3)."
+    )
+    retention_refusal_days: int = Field(
+        default=365, ge=1, description="Days an anonymous refused-consent count is kept (C4.3)."
+    )
+    retention_audit_days: int = Field(
+        default=1095,
+        ge=1,
+        description="Days audit entries and answered privacy requests are kept (C4.3).",
+    )
+    retention_interval_minutes: float = Field(
+        default=60, gt=0, description="How often the retention job runs (minutes)."
+    )
 
     # Delivery (outbox dispatcher)
     delivery_poll_seconds: float = Field(

@@ -50,6 +50,18 @@ class Metrics:
             ["event", "outcome"],
             registry=r,
         )
+        self.retention_removed = Counter(
+            "feedback_retention_removed_total",
+            "Records the retention job removed or anonymized (C4.3), by rule",
+            ["rule"],
+            registry=r,
+        )
+        self.retention_rounds = Counter(
+            "feedback_retention_rounds_total",
+            "Retention rounds by outcome (ok, failed, busy: another process had the round)",
+            ["outcome"],
+            registry=r,
+        )
         self.delivery_seconds = Histogram(
             "feedback_delivery_seconds",
             "From a message being stored to it being sent",

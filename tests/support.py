@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from bot.app import Container
 from bot.config import Settings
 from bot.domain.models import Customer, Message
 from bot.services.delivery import SendResult, Sent
@@ -68,3 +70,16 @@ async def eventually(
             return result
     except TimeoutError:
         raise AssertionError(f"waited {timeout}s for {what}") from None
+
+
+async def everything_stored(container: Container) -> str:
+    """Every document of every collection, as text: what a search for a person's traces
+    after an erasure goes through (C3.2.6)."""
+    db = container.database.db
+    chunks: list[str] = []
+    for name in await db.list_collection_names():
+        chunks += [
+            f"{name}: {json.dumps(doc, default=str, ensure_ascii=False)}"
+            async for doc in db[name].find({})
+        ]
+    return "\n".join(chunks)

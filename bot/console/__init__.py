@@ -17,9 +17,11 @@ from aiohttp import web
 
 from bot.assets import built_file
 from bot.config import ROOT
+from bot.console.analytics import register_analytics
 from bot.console.auth import ConsoleAuth
 from bot.console.live import StaffLive, StaffNamespace
 from bot.console.pages import ConsolePages
+from bot.console.privacy import register_privacy
 
 if TYPE_CHECKING:
     from bot.app import Container
@@ -42,6 +44,8 @@ async def script_map(request: web.Request) -> web.StreamResponse:
 def register_console(app: web.Application, container: Container) -> None:
     ConsoleAuth(container).register(app)
     ConsolePages(container).register(app)
+    register_privacy(app, container)
+    register_analytics(app, container)
     app.router.add_static(STATIC_PATH, STATIC_DIR, append_version=False)
     app.router.add_get(SCRIPT_PATH, script)
     app.router.add_get(SCRIPT_PATH + ".map", script_map)

@@ -411,6 +411,9 @@ class ConsolePages:
             assignee_name = (
                 (await self.names({assignee})).get(assignee, assignee) if assignee else None
             )
+            from bot.console.privacy import ticket_panel  # noqa: PLC0415 - it builds on this module
+
+            privacy = await ticket_panel(view, customer)
         except DatabaseUnavailable:
             return await self.unavailable(request)
         prefill = ""
@@ -470,6 +473,7 @@ class ConsolePages:
             canned=canned,
             prefill=prefill,
             reply_key=new_id(),
+            privacy=privacy,
         )
 
     async def timeline(self, request: web.Request) -> web.StreamResponse:
@@ -801,7 +805,11 @@ class ConsolePages:
                 "who": names.get(e.actor, e.actor),
                 "action": e.action,
                 "target": f"{e.target_type}:{e.target_id}",
-                "target_href": ticket_url(e.target_id) if e.target_type == "ticket" else None,
+                "target_href": ticket_url(e.target_id)
+                if e.target_type == "ticket"
+                else f"{BASE}/privacy/{e.target_id}"
+                if e.target_type == "privacy_request"
+                else None,
                 "detail": ", ".join(f"{k}={v}" for k, v in sorted(e.detail.items())),
             }
             for e in entries
@@ -813,5 +821,11 @@ class ConsolePages:
             live="",
             rows=rows,
             chosen=chosen,
-            actions=["ticket.view", "customer.view", "tickets.search", "customer.export"],
+            actions=[
+                "ticket.view",
+                "customer.view",
+                "tickets.search",
+                "customer.export",
+                *s.PRIVACY_ACTIONS,
+            ],
         )

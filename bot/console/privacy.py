@@ -20,6 +20,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -52,6 +53,7 @@ ANSWERED_SHOWN = 50
 TRAIL_SHOWN = 100
 CONFIRM_WORD = "ERASE"  # typed when the customer has no ticket whose reference could be typed
 TARGET = "privacy_request"
+UNSHOWN = frozenset({"note", "closed_by", "started_at"})  # shown otherwise, or internal
 # Requests answered by the export file; the rest by a note of what was done.
 EXPORTED = (PrivacyRequestKind.EXPORT, PrivacyRequestKind.ACCESS)
 NOTED = (PrivacyRequestKind.ACCESS, PrivacyRequestKind.CORRECT, PrivacyRequestKind.WITHDRAW)
@@ -284,7 +286,7 @@ class ConsolePrivacy:
         ticket_id = field(form, "ticket", 64)
         kind, channel = field(form, "kind", 32), field(form, "channel", 32)
         if kind not in set(PrivacyRequestKind) or channel not in set(Channel):
-            raise web.HTTPSeeOther(ticket_url(ticket_id, error="invalid"))
+            raise web.HTTPSeeOther(ticket_url(quote(ticket_id, safe=""), error="invalid"))
         try:
             ticket = await self.pages.tickets.get(ticket_id)
             customer = await self.repos.customers.get(ticket.customer_id)
@@ -363,6 +365,10 @@ class ConsolePrivacy:
             customer_channel=view.t(s.CHANNELS[customer.channel]) if customer else "",
             tickets=[(ticket_url(t.id), t.reference) for t in tickets],
             note=found.detail.get("note", ""),
+            # What the service recorded (counts erased, the field corrected): never personal.
+            record=", ".join(
+                f"{k}={v}" for k, v in sorted(found.detail.items()) if k not in UNSHOWN
+            ),
             can_export=is_open and customer is not None and found.kind in EXPORTED,
             can_erase=is_open and customer is not None and found.kind is PrivacyRequestKind.ERASE,
             # A request whose customer is gone (erased meanwhile) can only be noted.
@@ -417,8 +423,7 @@ class ConsolePrivacy:
             document = await self.privacy.export(customer, by=view.staff.id, request=found)
         except (DatabaseUnavailable, Busy):
             return await self.pages.unavailable(request)
-        day = self.pages.tickets.calendar.local_date(self.pages.tickets.clock()).isoformat()
-        filename = f"privacy-export-{day}-{found.id[:8]}.json"
+        filename = self.privacy.export_filename()
         return web.Response(
             body=self.privacy.export_bytes(document),
             content_type="application/json",
@@ -440,9 +445,10 @@ class ConsolePrivacy:
             if typed.casefold() != word.casefold():
                 flash = {"kind": "error", "text": view.t(s.PRIVACY_CONFIRM_WRONG)}
                 return await self._detail(request, view, flash=flash, status=400)
-            report = await self.privacy.erase(customer, by=view.staff.id, request=found)
-            removed = {f"removed_{k}": str(v) for k, v in sorted(report.removed.items())}
-            await self._audit(request, "privacy.erase", found.id, **removed)
+            # Logged first, like every change: an erasure the database cut short is still
+            # on record (the retention job finishes it).
+            await self._audit(request, "privacy.erase", found.id, kind=found.kind.value)
+            await self.privacy.erase(customer, by=view.staff.id, request=found)
         except (DatabaseUnavailable, Busy):
             return await self.pages.unavailable(request)
         log.info("privacy erasure done from the console", extra={"request_id": found.id})

@@ -24,6 +24,7 @@ NAV_LABEL = N_("Console sections")
 NAV_QUEUE = N_("Queue")
 NAV_INTAKE = N_("Log feedback")
 NAV_CANNED = N_("Canned replies")
+NAV_ANALYTICS = N_("Analytics")
 NAV_AUDIT = N_("Audit log")
 SIGNED_IN_AS = N_("Signed in as {name} ({role})")
 SIGN_OUT = N_("Sign out")
@@ -319,6 +320,7 @@ PRIVACY_STATE = N_("State")
 PRIVACY_STATE_OPEN = N_("Open")
 PRIVACY_STATE_DONE = N_("Answered")
 PRIVACY_NOTE = N_("What was done")
+PRIVACY_RECORD = N_("Recorded")
 PRIVACY_CUSTOMER_TICKETS = N_("Their tickets")
 PRIVACY_CUSTOMER_GONE = N_("The customer's data has been erased; nothing leads back to them.")
 PRIVACY_ANSWER = N_("Answer the request")
@@ -346,6 +348,7 @@ PRIVACY_TRAIL_EMPTY = N_("Nothing recorded yet.")
 PRIVACY_TRAIL_ALL = N_("This request in the audit log")
 PRIVACY_NOT_FOUND = N_("There is no such privacy request.")
 PRIVACY_ACTIONS = {
+    "privacy.lookup": N_("looked up a customer"),
     "privacy.log": N_("logged the request"),
     "privacy.view": N_("viewed the request"),
     "privacy.export": N_("exported the customer's data"),

@@ -159,7 +159,7 @@ CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 ERR_CHOOSE = N_("Please choose one of the options.")
 
 
-def _choice(inp: Input, options: tuple[Option, ...]) -> str:
+def choose(inp: Input, options: tuple[Option, ...]) -> str:
     """The chosen value; typed text counts when it is an option's value or number."""
     values = [o.value for o in options]
     raw = inp.value.strip()
@@ -230,7 +230,7 @@ def _parse_choice(key: str) -> ParseFn:
     def parse(
         inp: Input, answers: Mapping[str, Any], config: FlowConfig, options: tuple[Option, ...]
     ) -> dict[str, Any]:
-        return {key: _choice(inp, options)}
+        return {key: choose(inp, options)}
 
     return parse
 
@@ -239,7 +239,7 @@ def _parse_rating(
     inp: Input, answers: Mapping[str, Any], config: FlowConfig, options: tuple[Option, ...]
 ) -> dict[str, Any]:
     try:
-        return {"rating": int(_choice(inp, options))}
+        return {"rating": int(choose(inp, options))}
     except Invalid:
         raise Invalid(Text(N_("Please choose a rating from 1 to 5."))) from None
 
@@ -300,7 +300,7 @@ def _parse_attachments(
         files.append(inp.attachment.model_dump(mode="json"))
         return {"attachments": files, "_stay": True}
     try:
-        choice = _choice(inp, options)
+        choice = choose(inp, options)
     except Invalid:
         raise Invalid(Text(N_("Please send a photo or a file, or choose Done."))) from None
     if choice in (DONE, SKIP):
@@ -318,7 +318,7 @@ def _parse_contact(
     inp: Input, answers: Mapping[str, Any], config: FlowConfig, options: tuple[Option, ...]
 ) -> dict[str, Any]:
     if inp.kind == "choice" or (inp.kind == "text" and inp.value.strip() in (SKIP, "1")):
-        _choice(inp, options)
+        choose(inp, options)
         return {"contact": {}}
     if inp.kind != "text":
         raise Invalid(Text(ERR_CHOOSE))

@@ -153,7 +153,8 @@ class Ticket(Model):
     telegram_topic_chat_id: int | None = None  # the staff group that topic is in
     corrections: list[Correction] = personal(default_factory=list)
     # The ticket's key in the analytics store: random, so an analytics record names no
-    # ticket and no person; dropped when the ticket is anonymized.
+    # ticket and no person. Kept when the ticket is anonymized (it then leads to nobody),
+    # so later status changes still reach the anonymous figures.
     analytics_id: str | None = Field(default_factory=new_id)
     anonymized_at: datetime | None = None  # personal data erased (C3.2.6, C4.3)
 

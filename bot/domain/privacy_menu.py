@@ -162,17 +162,6 @@ def prompt(
     )
 
 
-def choose(inp: Input, options: tuple[Option, ...]) -> str:
-    """The chosen value: a button, or its value or number typed."""
-    values = [o.value for o in options]
-    raw = inp.value.strip()
-    if inp.kind == "text" and raw.isdigit() and 1 <= int(raw) <= len(values):
-        return values[int(raw) - 1]
-    if inp.kind in ("choice", "text") and raw in values:
-        return raw
-    raise Invalid(Text(ERR_CHOOSE))
-
-
 def contact(inp: Input) -> dict[str, str] | None:
     """New contact details, or None for "remove them"."""
     if inp.kind == "choice" and inp.value == REMOVE:

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 # An erasure that a process began and did not finish (it died) is taken up again by the
 # retention job once it is this old.
 ERASURE_RESUME_AFTER = timedelta(minutes=5)
+# Rounds of the retention job (hourly by default) a staff topic deletion is retried.
+TOPIC_TRIES = 72
 CUSTOMER_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -319,7 +321,8 @@ class PrivacyService:
         return json.dumps(document, ensure_ascii=False, indent=2, default=str).encode("utf-8")
 
     def export_filename(self) -> str:
-        return f"feedback-data-{self.clock().date().isoformat()}.json"
+        day = self.consents.calendar.local_date(self.clock())  # the company's date
+        return f"feedback-data-{day.isoformat()}.json"
 
     async def access(self, customer: Customer) -> None:
         """Log that the customer looked at the summary of their data (it is answered)."""
@@ -493,16 +496,37 @@ class PrivacyService:
         log.info("customer data erased", extra={"request_id": request.id, **removed})
         return report
 
+    async def _retry_topics(self, request: PrivacyRequest) -> int:
+        """Try each topic again; one that keeps failing (the bot lost its rights in the
+        group) is given up after TOPIC_TRIES rounds, and the request says so for staff."""
+        left: list[dict[str, Any]] = []
+        given_up = 0
+        for task in request.pending:
+            chat_id, topic_id = task["telegram_topic"]
+            if await self._erase_topic(int(chat_id), int(topic_id)):
+                continue
+            tries = int(task.get("tries", 0)) + 1
+            if tries >= TOPIC_TRIES:
+                given_up += 1
+            else:
+                left.append({**task, "tries": tries})
+        if given_up:
+            log.warning("gave up deleting staff topics", extra={"count": given_up})
+            await self.repos.privacy_requests.set_fields(
+                request.id, **{"detail.telegram_topics_left": str(given_up)}
+            )
+        await self.repos.privacy_requests.set_fields(
+            request.id, pending=left, has_pending=bool(left)
+        )
+        return len(request.pending) - len(left) - given_up
+
     async def finish_pending(self) -> int:
         """Finish what erasures left: Telegram topics to delete, and erasures a process
         began and did not finish (it died). Returns how many pieces were done."""
         done = 0
-        for request in await self.repos.privacy_requests.with_pending_work():
-            for task in request.pending:
-                chat_id, topic_id = task["telegram_topic"]
-                if await self._erase_topic(int(chat_id), int(topic_id)):
-                    await self.repos.privacy_requests.drop_pending(request.id, task)
-                    done += 1
+        if self.topic_eraser is not None:  # no Telegram in this process: leave them be
+            for request in await self.repos.privacy_requests.with_pending_work():
+                done += await self._retry_topics(request)
         stale = self.clock() - ERASURE_RESUME_AFTER
         for request in await self.repos.privacy_requests.unfinished_erasures(stale):
             customer = (

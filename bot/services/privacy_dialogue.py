@@ -15,6 +15,7 @@ from bot.domain.flow import (
     Option,
     Prompt,
     Say,
+    choose,
 )
 from bot.domain.models import ConsentPurpose, Conversation, Customer, Ticket
 from bot.domain.text import N_, Param, Text, Verbatim
@@ -176,7 +177,7 @@ class PrivacyMenu:
     async def _menu(
         self, aside: dict[str, str], customer: Customer, inp: Input, shown: Prompt
     ) -> MenuOutcome:
-        choice = pm.choose(inp, shown.options)
+        choice = choose(inp, shown.options)
         if choice == pm.SEE:
             await self.privacy.access(customer)
             return MenuOutcome(None, [Say(await self.summary(customer))])
@@ -218,7 +219,7 @@ class PrivacyMenu:
     async def _pick_ticket(
         self, aside: dict[str, str], customer: Customer, inp: Input, shown: Prompt
     ) -> MenuOutcome:
-        reference = pm.choose(inp, shown.options)
+        reference = choose(inp, shown.options)
         return await self._to({"step": pm.CORRECTION, "reference": reference}, customer)
 
     async def _correction(
@@ -238,7 +239,7 @@ class PrivacyMenu:
     async def _withdraw(
         self, aside: dict[str, str], customer: Customer, inp: Input, shown: Prompt
     ) -> MenuOutcome:
-        purpose = ConsentPurpose(pm.choose(inp, shown.options))
+        purpose = ConsentPurpose(choose(inp, shown.options))
         if purpose is ConsentPurpose.PROCESSING:
             return await self._to({"step": pm.ERASE}, customer)
         await self.privacy.withdraw(customer, purpose, shown=shown.text)
@@ -247,7 +248,7 @@ class PrivacyMenu:
     async def _erase(
         self, aside: dict[str, str], customer: Customer, inp: Input, shown: Prompt
     ) -> MenuOutcome:
-        if pm.choose(inp, shown.options) != pm.ERASE_YES:
+        if choose(inp, shown.options) != pm.ERASE_YES:
             return MenuOutcome(None, [Say(Text(KEPT))])
         await self.privacy.erase(customer)
         return MenuOutcome(None, [Say(Text(ERASED))], erased=True)

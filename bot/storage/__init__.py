@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from bot.storage.analytics import AnalyticsRepository
 from bot.storage.audit import AuditRepository
 from bot.storage.canned import CannedReplyRepository
 from bot.storage.consents import ConsentRepository
@@ -36,6 +37,7 @@ class Repositories:
     locks: LockRepository
     canned: CannedReplyRepository
     privacy_requests: PrivacyRequestRepository
+    analytics: AnalyticsRepository
 
     @classmethod
     def create(cls, database: Database) -> Repositories:
@@ -56,6 +58,7 @@ class Repositories:
             locks=locks,
             canned=CannedReplyRepository(db),
             privacy_requests=PrivacyRequestRepository(db),
+            analytics=AnalyticsRepository(db),
         )
 
     def all(self) -> list[Repository]:  # type: ignore[type-arg]

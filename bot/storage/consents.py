@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pymongo import ASCENDING, IndexModel
+from datetime import datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from bot.domain.models import ConsentPurpose, ConsentRecord
 from bot.storage.database import Repository
@@ -24,6 +26,13 @@ class ConsentRepository(Repository[ConsentRecord]):
     async def history(self, customer_id: str) -> list[ConsentRecord]:
         cursor = self.collection.find({"customer_id": customer_id}).sort("seq", ASCENDING)
         return [self._load(doc) async for doc in cursor]
+
+    async def last_at(self, customer_id: str) -> datetime | None:
+        """When the customer last gave or withdrew a consent (retention: activity)."""
+        doc = await self.collection.find_one(
+            {"customer_id": customer_id}, sort=[("seq", DESCENDING)], projection={"at": 1}
+        )
+        return None if doc is None else doc["at"]
 
     async def delete_for_customer(self, customer_id: str) -> int:
         return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count

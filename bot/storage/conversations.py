@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from pymongo import ASCENDING, IndexModel
 
 from bot.domain.models import Conversation, utcnow
 from bot.storage.database import Doc, Repository
@@ -16,6 +19,7 @@ class ConversationRepository(Repository[Conversation]):
 
     collection_name = "conversations"
     model = Conversation
+    indexes = (IndexModel([("updated_at", ASCENDING)]),)  # retention of idle drafts
 
     def __init__(self, *args: object, locks: LockRepository, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -46,3 +50,45 @@ class ConversationRepository(Repository[Conversation]):
 
     async def delete_for_customer(self, customer_id: str) -> int:
         return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+
+    # Retention (C4.3)
+
+    async def idle(self, before: datetime, limit: int | None = None) -> list[str]:
+        """Ids of dialogues untouched since before `before`, the longest idle first."""
+        cursor = self.collection.find({"updated_at": {"$lt": before}}, projection={"_id": 1}).sort(
+            "updated_at", ASCENDING
+        )
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def delete_if_idle(self, conversation_id: str, before: datetime) -> bool:
+        """Delete the dialogue if it is still untouched since before `before`.
+
+        Under the lock `save` takes, so a customer's step that comes in now either lands
+        first (and the dialogue is no longer idle) or finds it gone and starts afresh.
+        """
+        lock = await self.locks.acquire(f"conversation:{conversation_id}", timedelta(seconds=30))
+        if lock is None:
+            return False  # someone is writing it right now: not idle
+        try:
+            result = await self.collection.delete_one(
+                {"_id": conversation_id, "updated_at": {"$lt": before}}
+            )
+        finally:
+            await self.locks.release(lock)
+        return result.deleted_count == 1
+
+    async def file_refs_in_use(self, refs: list[str], *, besides: Collection[str] = ()) -> set[str]:
+        """Which of `refs` a draft's attachments point to (drafts in `besides` aside)."""
+        cursor = self.collection.find(
+            {"answers.attachments.file_ref": {"$in": refs}}, projection={"answers": 1}
+        )
+        wanted = set(refs)
+        return {
+            str(a["file_ref"])
+            async for doc in cursor
+            if doc["_id"] not in besides
+            for a in (doc.get("answers") or {}).get("attachments", [])
+            if isinstance(a, dict) and a.get("file_ref") in wanted
+        }

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from pymongo import ASCENDING, IndexModel
 
@@ -11,7 +12,10 @@ from bot.storage.database import Repository
 class CustomerRepository(Repository[Customer]):
     collection_name = "customers"
     model = Customer
-    indexes = (IndexModel([("channel", ASCENDING), ("external_id", ASCENDING)], unique=True),)
+    indexes = (
+        IndexModel([("channel", ASCENDING), ("external_id", ASCENDING)], unique=True),
+        IndexModel([("updated_at", ASCENDING)]),  # retention
+    )
 
     async def get_or_create(self, channel: Channel, external_id: str, locale: str) -> Customer:
         """One record per channel identity, even when two first messages race."""
@@ -45,6 +49,22 @@ class CustomerRepository(Repository[Customer]):
         await self.collection.update_one(
             {"_id": customer_id}, {"$set": {**fields, "updated_at": utcnow()}}
         )
+
+    async def untouched(
+        self, before: datetime, *, after_id: str | None = None, limit: int | None = None
+    ) -> list[Customer]:
+        """Customers created and last updated before `before`, in id order from `after_id`
+        (retention walks them a page at a time)."""
+        query: dict[str, object] = {
+            "created_at": {"$lt": before},
+            "updated_at": {"$lt": before},
+        }
+        if after_id is not None:
+            query["_id"] = {"$gt": after_id}
+        cursor = self.collection.find(query).sort("_id", ASCENDING)
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return [self._load(doc) async for doc in cursor]
 
     async def delete(self, customer_id: str) -> bool:
         result = await self.collection.delete_one({"_id": customer_id})

@@ -167,6 +167,28 @@ class Repository(Generic[M]):
             return Inserted(item, created=True)
         raise RuntimeError(f"no free number in {self.collection_name} after {attempts} tries")
 
+    # Retention (C4.3): neither server may use TTL indexes, so a job deletes in batches.
+
+    async def count_before(self, field: str, before: object, where: Doc | None = None) -> int:
+        """How many documents have `field` earlier than `before` (and match `where`)."""
+        return await self.collection.count_documents({**(where or {}), field: {"$lt": before}})
+
+    async def delete_before(
+        self, field: str, before: object, *, where: Doc | None = None, limit: int = 500
+    ) -> int:
+        """Delete up to `limit` documents with `field` earlier than `before`; how many went.
+
+        The condition is repeated in the delete, so a document that changed since it was
+        read stays; a delete is one statement, so two jobs never both count a document.
+        """
+        query = {**(where or {}), field: {"$lt": before}}
+        cursor = self.collection.find(query, projection={"_id": 1}).sort(field, 1).limit(limit)
+        ids = [doc["_id"] async for doc in cursor]
+        if not ids:
+            return 0
+        result = await self.collection.delete_many({**query, "_id": {"$in": ids}})
+        return result.deleted_count
+
 
 # Re-exported so the rest of the storage package imports from one place.
 __all__ = [

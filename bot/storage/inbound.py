@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import Field
+from pymongo import ASCENDING, IndexModel
 
 from bot.domain.models import Model, utcnow
 from bot.storage.database import Repository
@@ -23,6 +24,7 @@ class InboundEventRepository(Repository[InboundEvent]):
 
     collection_name = "inbound_events"
     model = InboundEvent
+    indexes = (IndexModel([("at", ASCENDING)]),)  # retention removes old keys
 
     async def seen(self, key: str) -> bool:
         return await self.collection.find_one({"_id": key}, projection={"_id": 1}) is not None

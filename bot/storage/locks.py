@@ -45,7 +45,10 @@ class Lock(Model):
 class LockRepository(Repository[Lock]):
     collection_name = "locks"
     model = Lock
-    indexes = (IndexModel([("name", ASCENDING), ("gen", DESCENDING)]),)
+    indexes = (
+        IndexModel([("name", ASCENDING), ("gen", DESCENDING)]),
+        IndexModel([("until", ASCENDING)]),  # retention removes long-expired locks
+    )
 
     async def acquire(
         self, name: str, ttl: timedelta, *, now: datetime | None = None, owner: str | None = None

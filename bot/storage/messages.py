@@ -84,6 +84,26 @@ class MessageRepository(Repository[Message]):
     async def delete_for_customer(self, customer_id: str) -> int:
         return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
 
+    async def last_at(self, customer_id: str) -> datetime | None:
+        """When the customer's conversation last had a message (retention: activity)."""
+        doc = await self.collection.find_one(
+            {"customer_id": customer_id}, sort=[("seq", DESCENDING)], projection={"created_at": 1}
+        )
+        return None if doc is None else doc["created_at"]
+
+    async def file_refs_in_use(self, refs: list[str]) -> set[str]:
+        """Which of `refs` an attachment of some message points to."""
+        cursor = self.collection.find(
+            {"attachments.file_ref": {"$in": refs}}, projection={"attachments": 1}
+        )
+        wanted = set(refs)
+        return {
+            str(a["file_ref"])
+            async for doc in cursor
+            for a in doc.get("attachments", [])
+            if a.get("file_ref") in wanted
+        }
+
     async def due(self, now: datetime, limit: int = 50) -> list[Message]:
         """Outbound messages waiting to be sent, oldest first (candidates, not claims)."""
         cursor = (

@@ -57,12 +57,6 @@ class PrivacyRequestRepository(Repository[PrivacyRequest]):
             {"_id": request_id}, {"$push": {"pending": task}, "$set": {"has_pending": True}}
         )
 
-    async def drop_pending(self, request_id: str, task: dict[str, Any]) -> None:
-        await self.collection.update_one({"_id": request_id}, {"$pull": {"pending": task}})
-        doc = await self.collection.find_one({"_id": request_id}, projection={"pending": 1})
-        if doc is not None and not doc.get("pending"):
-            await self.collection.update_one({"_id": request_id}, {"$set": {"has_pending": False}})
-
     async def unfinished_erasures(self, started_before: datetime) -> list[PrivacyRequest]:
         """Erasures that began before `started_before` and were never closed."""
         cursor = self.collection.find(

@@ -31,6 +31,7 @@ OPEN_STATUSES = [
     TicketStatus.IN_PROGRESS,
     TicketStatus.WAITING_FOR_CUSTOMER,
 ]
+CLOSED_STATUSES = [s for s in TicketStatus if s not in OPEN_STATUSES]
 
 
 # Customers matched by a contact search, at most: a search for "1" must not build a huge $in.
@@ -67,6 +68,7 @@ class TicketRepository(Repository[Ticket]):
         IndexModel([("telegram_topic_chat_id", ASCENDING), ("telegram_topic_id", ASCENDING)]),
         IndexModel([("assignee", ASCENDING), ("response_due", ASCENDING)]),
         IndexModel([("response_due", ASCENDING)]),
+        IndexModel([("status", ASCENDING), ("updated_at", ASCENDING)]),  # retention
     )
 
     def __init__(self, *args: object, locks: LockRepository, **kwargs: object) -> None:
@@ -166,6 +168,39 @@ class TicketRepository(Repository[Ticket]):
                     {"_id": ticket_id}, {"$set": {"expanded_use": False, "updated_at": utcnow()}}
                 )
         return ids
+
+    # Retention (C4.3)
+
+    async def stale_closed(self, before: datetime, limit: int | None = None) -> list[str]:
+        """Ids of closed tickets last updated before `before` that still hold personal data,
+        the longest untouched first."""
+        query = {"status": {"$in": CLOSED_STATUSES}, "updated_at": {"$lt": before}}
+        cursor = self.collection.find({**query, "anonymized_at": None}, projection={"_id": 1}).sort(
+            "updated_at", ASCENDING
+        )
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def with_personal_data(self, customer_id: str) -> list[str]:
+        """Ids of the customer's tickets that are not anonymized."""
+        cursor = self.collection.find(
+            {"customer_id": customer_id, "anonymized_at": None}, projection={"_id": 1}
+        )
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def file_refs_in_use(self, refs: list[str]) -> set[str]:
+        """Which of `refs` an attachment of some ticket points to."""
+        cursor = self.collection.find(
+            {"attachments.file_ref": {"$in": refs}}, projection={"attachments": 1}
+        )
+        wanted = set(refs)
+        return {
+            str(a["file_ref"])
+            async for doc in cursor
+            for a in doc.get("attachments", [])
+            if a.get("file_ref") in wanted
+        }
 
     async def latest_open(self, customer_id: str) -> Ticket | None:
         doc = await self.collection.find_one(

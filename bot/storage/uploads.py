@@ -61,6 +61,9 @@ class UploadTokenRepository(Repository[UploadToken]):
     async def delete_owned(self, owner: str) -> int:
         return (await self.collection.delete_many({"owner": owner})).deleted_count
 
+    async def count_expired(self, now: datetime) -> int:
+        return await self.collection.count_documents({"expires_at": {"$lte": now}})
+
     async def purge_expired(self, now: datetime | None = None) -> int:
         result = await self.collection.delete_many({"expires_at": {"$lte": now or utcnow()}})
         return result.deleted_count
@@ -88,6 +91,27 @@ class UploadRepository(Repository[Upload]):
         if not upload_ids:
             return 0
         result = await self.collection.delete_many({"_id": {"$in": upload_ids}})
+        return result.deleted_count
+
+    async def created_before(
+        self, before: datetime, *, after_id: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """Ids of uploads older than `before`, in id order from `after_id` (retention walks
+        them a page at a time)."""
+        query: dict[str, object] = {"created_at": {"$lt": before}}
+        if after_id is not None:
+            query["_id"] = {"$gt": after_id}
+        cursor = self.collection.find(query, projection={"_id": 1}).sort("_id", ASCENDING)
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def delete_created_before(self, upload_ids: list[str], before: datetime) -> int:
+        if not upload_ids:
+            return 0
+        result = await self.collection.delete_many(
+            {"_id": {"$in": upload_ids}, "created_at": {"$lt": before}}
+        )
         return result.deleted_count
 
     async def owned(self, upload_id: str, owner: str) -> Upload | None:

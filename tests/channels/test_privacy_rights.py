@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.app import Container
 from bot.config import Settings
 from bot.domain.models import Channel
 from bot.domain.privacy import EXPORT_FORMAT, conversation_key
@@ -17,7 +16,7 @@ from tests.channels.telegram import TelegramCustomer, running, telegram_settings
 from tests.channels.test_widget import png, upload
 from tests.channels.widget import WidgetVisitor
 from tests.fake_telegram import FakeTelegram
-from tests.support import eventually
+from tests.support import eventually, everything_stored
 
 STAFF_GROUP = -1001234567
 # Distinctive values, so a scan of the database cannot find them by accident.
@@ -34,18 +33,6 @@ WIDGET_PHONE = "+8613912345678"
 async def fake() -> AsyncIterator[FakeTelegram]:
     async with FakeTelegram() as server:
         yield server
-
-
-async def _everything(container: Container) -> str:
-    """Every document of every collection, as text, for a search."""
-    db = container.database.db
-    chunks: list[str] = []
-    for name in await db.list_collection_names():
-        chunks += [
-            f"{name}: {json.dumps(doc, default=str, ensure_ascii=False)}"
-            async for doc in db[name].find({})
-        ]
-    return "\n".join(chunks)
 
 
 async def test_c3_2_6_two_customers_export_one_and_erase_one(
@@ -126,7 +113,7 @@ async def test_c3_2_6_two_customers_export_one_and_erase_one(
         (deleted,) = await fake.wait_for("deleteForumTopic")
         assert (deleted.chat_id, deleted.params["message_thread_id"]) == (STAFF_GROUP, topic_id)
 
-        everything = await _everything(container)
+        everything = await everything_stored(container)
         traces = {
             "telegram user id": str(TG_USER),
             "customer id": customer.id,
@@ -147,3 +134,9 @@ async def test_c3_2_6_two_customers_export_one_and_erase_one(
         assert anonymous is not None
         assert (anonymous.category.value, anonymous.rating) == ("product_quality", 2)
         assert anonymous.customer_id == ""
+        # ... and so do the anonymized analytics (C3.2.4): the ticket still counts.
+        day = container.tickets.calendar.local_date(anonymous.created_at)
+        report = await container.analytics.report(day, day)
+        counts = {series.key: sum(series.counts) for series in report.by_category}
+        assert counts["product_quality"] == 2  # both customers', the erased one included
+        assert report.ratings[2] == 2

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
+
 from bot.app import Container
 from bot.domain.flow import Command
 from bot.domain.models import (
@@ -23,8 +25,9 @@ from bot.domain.models import (
 )
 from bot.domain.privacy import EXPORT_FORMAT, EXPORT_VERSION, conversation_key
 from bot.domain.text import Text
+from bot.services import privacy as privacy_service
 from tests.services.chat import Chat
-from tests.support import FixedClock
+from tests.support import FixedClock, everything_stored
 
 ALICE_TEXT = "Alice: the blender lid cracked on day one."
 BOB_TEXT = "Bob: the courier left my parcel in the rain."
@@ -50,18 +53,6 @@ async def _file(container: Container, chat: Chat, text: str, email: str) -> Tick
     customer = await _customer(container, chat.channel, chat.user)
     (ticket,) = await container.repos.tickets.all_for_customer(customer.id)
     return ticket
-
-
-async def _dump_everything(container: Container) -> str:
-    """Every document of every collection, as text, for a search."""
-    db = container.database.db
-    chunks: list[str] = []
-    for name in await db.list_collection_names():
-        chunks += [
-            f"{name}: {json.dumps(doc, default=str, ensure_ascii=False)}"
-            async for doc in db[name].find({})
-        ]
-    return "\n".join(chunks)
 
 
 async def _two_customers(container: Container) -> tuple[Chat, Chat, Ticket, Ticket]:
@@ -120,13 +111,13 @@ async def test_c3_2_6_erasure_leaves_nothing_but_anonymous_statistics(
     )
     key = conversation_key(Channel.TELEGRAM.value, alice.user)
     await container.repos.upload_tokens.issue(key, ttl=timedelta(hours=1))
-    before = await _dump_everything(container)
+    before = await everything_stored(container)
     assert alice.user in before
     assert customer.id in before
 
     report = await container.privacy.erase(customer)
 
-    after = await _dump_everything(container)
+    after = await everything_stored(container)
     for trace in (
         alice.user,
         customer.id,
@@ -163,7 +154,7 @@ async def test_c3_2_6_erasure_leaves_nothing_but_anonymous_statistics(
     # Running it again (a retry) is harmless.
     again = await container.privacy.erase(customer)
     assert again.removed.get("customers", 0) == 0
-    assert alice.user not in await _dump_everything(container)
+    assert alice.user not in await everything_stored(container)
 
 
 async def test_c3_2_6_correction_keeps_the_original_for_staff(container: Container) -> None:
@@ -276,3 +267,28 @@ async def test_c3_2_6_an_erasure_cut_short_is_finished_by_the_next_round(
     assert untouched.customer_id is None  # the person is gone, so is the link
     assert untouched.state is PrivacyRequestState.DONE  # nothing is left to answer
     assert untouched.detail["answered_by_erasure"] == request.id
+
+
+async def test_a_topic_that_can_never_be_deleted_is_given_up_and_flagged(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(privacy_service, "TOPIC_TRIES", 2)
+    alice, _bob, ticket_a, _ = await _two_customers(container)
+    await container.repos.tickets.add_event(
+        ticket_a.id,
+        event=TimelineEvent(kind="topic", actor="system", detail="78"),
+        telegram_topic_id=78,
+        telegram_topic_chat_id=-100556,
+    )
+
+    async def no_rights(chat_id: int, topic_id: int) -> bool:
+        raise RuntimeError("Bad Request: not enough rights to delete the topic")
+
+    container.privacy.topic_eraser = no_rights
+    report = await container.privacy.erase(await _customer(container, Channel.TELEGRAM, alice.user))
+    assert await container.privacy.finish_pending() == 0  # first retry: kept
+    assert await container.privacy.finish_pending() == 0  # second: given up
+    assert await container.repos.privacy_requests.with_pending_work() == []
+    request = await container.repos.privacy_requests.get(report.request_id)
+    assert request is not None
+    assert request.detail["telegram_topics_left"] == "1"  # staff delete it by hand
