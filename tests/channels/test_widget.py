@@ -466,8 +466,10 @@ async def test_typed_commands_work_and_never_land_on_the_ticket(
     reference = acknowledgement["text"].split("reference number is ")[1].split(".")[0]
     assert reference in status["replies"][0]["text"]
     assert status["seq"] is None
-    helped = await visitor.send("text", "/privacy")
+    helped = await visitor.send("text", "/whatever")
     assert "Give feedback" in helped["replies"][0]["text"]
+    menu = await visitor.send("text", "/privacy")
+    assert menu["prompt"]["step"] == "privacy"  # the privacy menu, beside the flow
     started = await visitor.send("text", "/start")
     assert started["prompt"]["step"] == "category"  # consents given once are not asked again
     customer = await service.container.repos.customers.find(
