@@ -190,6 +190,19 @@ class Repository(Generic[M]):
         return result.deleted_count
 
 
+async def attachment_refs_in_use(collection: AsyncCollection[Doc], refs: list[str]) -> set[str]:
+    """Which of `refs` an attachment of some document in `collection` points to (tickets and
+    messages both keep `attachments`)."""
+    cursor = collection.find({"attachments.file_ref": {"$in": refs}}, projection={"attachments": 1})
+    wanted = set(refs)
+    return {
+        str(a["file_ref"])
+        async for doc in cursor
+        for a in doc.get("attachments", [])
+        if a.get("file_ref") in wanted
+    }
+
+
 # Re-exported so the rest of the storage package imports from one place.
 __all__ = [
     "ConnectionFailure",

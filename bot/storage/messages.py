@@ -5,7 +5,7 @@ from datetime import datetime
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from bot.domain.models import DeliveryState, Direction, Message
-from bot.storage.database import Inserted, Repository
+from bot.storage.database import Inserted, Repository, attachment_refs_in_use
 
 
 class MessageRepository(Repository[Message]):
@@ -93,16 +93,7 @@ class MessageRepository(Repository[Message]):
 
     async def file_refs_in_use(self, refs: list[str]) -> set[str]:
         """Which of `refs` an attachment of some message points to."""
-        cursor = self.collection.find(
-            {"attachments.file_ref": {"$in": refs}}, projection={"attachments": 1}
-        )
-        wanted = set(refs)
-        return {
-            str(a["file_ref"])
-            async for doc in cursor
-            for a in doc.get("attachments", [])
-            if a.get("file_ref") in wanted
-        }
+        return await attachment_refs_in_use(self.collection, refs)
 
     async def due(self, now: datetime, limit: int = 50) -> list[Message]:
         """Outbound messages waiting to be sent, oldest first (candidates, not claims)."""

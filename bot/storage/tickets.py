@@ -18,7 +18,7 @@ from bot.domain.models import (
     utcnow,
 )
 from bot.domain.tickets import format_reference
-from bot.storage.database import Inserted, Repository
+from bot.storage.database import Inserted, Repository, attachment_refs_in_use
 from bot.storage.locks import LockRepository
 
 # Every change to a ticket's document holds its lock (no update is atomic on
@@ -191,16 +191,7 @@ class TicketRepository(Repository[Ticket]):
 
     async def file_refs_in_use(self, refs: list[str]) -> set[str]:
         """Which of `refs` an attachment of some ticket points to."""
-        cursor = self.collection.find(
-            {"attachments.file_ref": {"$in": refs}}, projection={"attachments": 1}
-        )
-        wanted = set(refs)
-        return {
-            str(a["file_ref"])
-            async for doc in cursor
-            for a in doc.get("attachments", [])
-            if a.get("file_ref") in wanted
-        }
+        return await attachment_refs_in_use(self.collection, refs)
 
     async def latest_open(self, customer_id: str) -> Ticket | None:
         doc = await self.collection.find_one(
