@@ -60,6 +60,12 @@ if TYPE_CHECKING:
     from bot.app import Container
 
 log = logging.getLogger(__name__)
+# Timeline events shown with one fixed sentence.
+FIXED_EVENTS = {
+    "created": s.EVENT_CREATED,
+    "topic": s.EVENT_TOPIC,
+    "corrected": s.EVENT_CORRECTED,
+}
 
 TEMPLATES = Path(__file__).parent / "templates"
 BASE = "/console"
@@ -293,8 +299,8 @@ class ConsolePages:
         who = name(event.actor)
         lines: list[str] = []
         kind = event.kind
-        if kind == "created":
-            lines.append(view.t(s.EVENT_CREATED))
+        if kind in FIXED_EVENTS:
+            lines.append(view.t(FIXED_EVENTS[kind]))
         elif kind == "logged":
             channel = Channel(event.detail) if event.detail in set(Channel) else None
             label = view.t(s.CHANNELS[channel]) if channel else (event.detail or "")
@@ -324,8 +330,6 @@ class ConsolePages:
             lines.append(event.detail or "")
         elif kind == "reply":
             lines.append(view.t(s.EVENT_REPLY, name=who))
-        elif kind == "topic":
-            lines.append(view.t(s.EVENT_TOPIC))
         else:
             lines.append(view.t(s.EVENT_OTHER, name=who, kind=kind))
         return {
@@ -456,6 +460,10 @@ class ConsolePages:
             sla_label=view.t(s.SLA[sla.kind], days=sla.working_days),
             due=view.date(ticket.response_due),
             filed=view.datetime(ticket.created_at),
+            corrections=[
+                {"when": view.datetime(c.at), "text": c.text} for c in ticket.corrections
+            ],
+            anonymized=view.date(ticket.anonymized_at) if ticket.anonymized_at else None,
             complex_text=view.t(
                 s.COMPLEX_IS if ticket.complex else s.COMPLEX_IS_NOT,
                 days=deadlines.complex_days if ticket.complex else deadlines.first_response_days,

@@ -151,6 +151,13 @@ EVENT_UNASSIGNED = N_("{name} took the ticket off everyone's list")
 EVENT_NOTE = N_("Internal note by {name}")
 EVENT_REPLY = N_("{name} gave the first response")
 EVENT_TOPIC = N_("Staff topic opened in Telegram")
+EVENT_CORRECTED = N_("The customer added a correction to their feedback")
+TEXT_CORRECTED = N_("Original words, since corrected by the customer (see below)")
+CORRECTION_AT = N_("Correction by the customer, {when}")
+ANONYMIZED = N_(
+    "Personal data erased on {date} (the customer's request or the retention period): "
+    "only the anonymous figures remain."
+)
 EVENT_OTHER = N_("{name}: {kind}")
 
 DELIVERY = {

@@ -74,6 +74,16 @@ async def test_c3_2_6_two_customers_export_one_and_erase_one(
             await visitor.disconnect()
         await container.delivery.drain()
 
+        # --- A correction, from the Telegram chat: staff see it in the topic too.
+        await tg.command("privacy")
+        await tg.press("correct")
+        await tg.says("Correction K-731: it whistles at noon, not midnight.")
+        await fake.wait_for(
+            lambda c: c.method == "sendMessage"
+            and c.params.get("message_thread_id") == topic_id
+            and "Correction K-731" in c.params.get("text", "")
+        )
+
         # --- Export, from the Telegram chat: a JSON document in the chat.
         await tg.command("privacy")
         await tg.press("export")
@@ -123,6 +133,7 @@ async def test_c3_2_6_two_customers_export_one_and_erase_one(
             "follow-up": TG_FOLLOW_UP,
             "photo file id": TG_PHOTO,
             "staff reply": "We are on it, K.",
+            "correction": "Correction K-731",
         }
         found = {name: value for name, value in traces.items() if value in everything}
         assert found == {}, found

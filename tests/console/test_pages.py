@@ -483,3 +483,24 @@ async def test_c3_1_5_declining_needs_a_reason_for_the_customer(
     where = await post(console, path, csrf, status="declined", message="It is out of scope.")
     assert where.endswith("?done=status")
     assert (await container.tickets.get(ticket.id)).status is TicketStatus.DECLINED
+
+
+async def test_c3_2_6_staff_see_a_correction_beside_the_original_words(
+    console: Client, container: Container
+) -> None:
+    await sign_in(console, container.repos)
+    ticket = await file_ticket(container, "132", "The parcel came on Tuesday.")
+    customer = await container.repos.customers.find(Channel.TELEGRAM, "132")
+    assert customer is not None
+    await container.privacy.correct_ticket(customer, ticket.id, "Sorry: it came on Thursday.")
+    page = await get_page(console, f"/console/tickets/{ticket.id}")
+    assert 'data-testid="corrected"' in page
+    assert "The parcel came on Tuesday." in page  # the original stays
+    assert "Sorry: it came on Thursday." in page
+    assert "The customer added a correction to their feedback" in page
+
+    await container.privacy.erase(customer)
+    page = await get_page(console, f"/console/tickets/{ticket.id}")
+    assert 'data-testid="anonymized"' in page
+    assert "Tuesday" not in page
+    assert "Thursday" not in page

@@ -50,7 +50,17 @@ export class Store {
     }
   }
 
-  // The visitor id is created once per browser and kept.
+  remove(key) {
+    this.memory.delete(key);
+    if (!this.ls) return;
+    try {
+      this.ls.removeItem(PREFIX + key);
+    } catch {
+      // a revoked permission: nothing more to do
+    }
+  }
+
+  // The visitor id is created once per browser and kept (until "delete my data").
   visitor() {
     const stored = this.read("visitor");
     if (typeof stored === "string" && ID_PATTERN.test(stored)) return stored;
@@ -58,11 +68,44 @@ export class Store {
     this.write("visitor", id);
     return id;
   }
+
+  // After "delete my data": the erased visitor id `old` is dropped and a new random one
+  // made, unless another tab of this browser already replaced it (it heard of the erase
+  // first): then this tab takes that one, and all tabs end up as the same new visitor.
+  renewVisitor(old) {
+    const stored = this.read("visitor");
+    if (typeof stored === "string" && ID_PATTERN.test(stored) && stored !== old) return stored;
+    const id = randomId(16); // one write: other tabs see the old id replaced by this one
+    this.write("visitor", id);
+    return id;
+  }
+
+  // Calls back with (old id, new id) when another tab of this browser replaces the
+  // visitor id (only "delete my data" does).
+  onVisitorChange(callback) {
+    if (!this.ls || typeof window === "undefined") return;
+    window.addEventListener("storage", (e) => {
+      if (e.storageArea !== this.ls || e.key !== `${PREFIX}visitor`) return;
+      const parse = (raw) => {
+        try {
+          return raw == null ? null : JSON.parse(raw);
+        } catch {
+          return null;
+        }
+      };
+      const before = parse(e.oldValue);
+      const after = parse(e.newValue);
+      if (typeof after === "string" && ID_PATTERN.test(after) && after !== before) {
+        callback(before, after);
+      }
+    });
+  }
 }
 
 // What the widget remembers per conversation (per server and visitor or signed-in user).
 // The conversation itself is never stored in the browser: the server is its one copy
-// (a shared computer keeps no transcript, and "delete my data" leaves none behind), so
+// (a shared computer keeps no transcript, and "delete my data" leaves none behind: the
+// widget then drops this record too, see Widget.forget), so
 // each page load asks for the whole history (last_seq 0) and later reconnects of the
 // same page ask only for what they missed. Kept: the highest seq this browser has
 // shown (to count unread messages), the unread count, the unacknowledged inputs (so a

@@ -120,6 +120,10 @@ svg { width: 20px; height: 20px; flex: none; fill: none; stroke: currentColor;
 .status[data-state="online"]::before { background: var(--fbw-online); }
 .status[data-state="offline"]::before { background: var(--fbw-offline); }
 .close { padding: 6px; }
+/* My data and the language: a row of their own under the title, whatever their length. */
+.header { flex-wrap: wrap; }
+.tools { order: 3; flex-basis: 100%; display: flex; flex-wrap: wrap; gap: 4px; margin: 0 0 -4px -8px; }
+.tools button { font-size: 13px; min-height: 32px; padding: 4px 8px; }
 
 .messages {
   flex: 1; overflow-y: auto; padding: 12px 14px; display: flex; flex-direction: column;
@@ -142,6 +146,17 @@ svg { width: 20px; height: 20px; flex: none; fill: none; stroke: currentColor;
 .files svg { width: 14px; height: 14px; }
 time { display: block; font-size: 11px; color: var(--fbw-muted); margin: 2px 4px 0; }
 .message[data-author="customer"] time { text-align: right; }
+.download {
+  display: inline-flex; align-items: center; gap: 6px; margin-top: 8px;
+  color: var(--fbw-accent); font-weight: 600; text-decoration: underline;
+  overflow-wrap: anywhere; border-radius: 4px;
+}
+.download svg { width: 16px; height: 16px; }
+.note {
+  align-self: center; margin: 4px 0; padding: 6px 12px; border-radius: 8px; max-width: 92%;
+  font-size: 13px; text-align: center; color: var(--fbw-fg);
+  background: var(--fbw-bubble); border: 1px solid var(--fbw-line);
+}
 .prompt-error { color: var(--fbw-danger); font-weight: 600; margin: 0 0 4px; }
 .prompt { display: flex; flex-direction: column; gap: 6px; margin-top: 8px; }
 .options, .controls { display: flex; flex-wrap: wrap; gap: 6px; }

@@ -9,7 +9,25 @@ const ICONS = {
   close: "M6 6l12 12M18 6L6 18",
   clip: "M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l8-8",
   photo: "M4 5h16v14H4zM4 16l5-5 4 4 3-3 4 4M15 9h.01",
+  download: "M12 4v11M7 10l5 5 5-5M5 20h14",
 };
+
+// A file the server sent (a data export): {name, mime_type, data: base64} as a Blob.
+// Null when it is not one.
+const MIME = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$/;
+function fileBlob(file) {
+  if (!file || typeof file !== "object" || typeof file.data !== "string") return null;
+  let bin;
+  try {
+    bin = atob(file.data);
+  } catch {
+    return null;
+  }
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  const type = typeof file.mime_type === "string" && MIME.test(file.mime_type) ? file.mime_type : "";
+  return new Blob([bytes], { type: type || "application/octet-stream" });
+}
 
 function icon(name) {
   const ns = "http://www.w3.org/2000/svg";
@@ -46,6 +64,7 @@ export class View {
     this.t = (key) => key;
     this.timeLocale = undefined;
     this.unread = 0;
+    this.objectUrls = new Set(); // blob: URLs of download links, revoked when the list is cleared
 
     this.host = h("div", { "data-feedback-widget": "" });
     // An inline !important style outranks the page's own rules on the host element.
@@ -79,6 +98,12 @@ export class View {
       "data-state": "connecting",
       "data-i18n": "connecting",
       role: "status",
+    });
+    this.privacy = h("button", {
+      type: "button",
+      class: "privacy",
+      "data-testid": "privacy",
+      "data-i18n": "privacy",
     });
     this.language = h("button", {
       type: "button",
@@ -152,7 +177,7 @@ export class View {
           h("h2", { id: "fbw-title", class: "title", "data-i18n": "title" }),
           this.status,
         ),
-        this.language,
+        h("div", { class: "tools" }, this.privacy, this.language),
         this.closeButton,
       ),
       this.messages,
@@ -176,6 +201,7 @@ export class View {
     this.launcher.addEventListener("click", () => on.toggle());
     this.closeButton.addEventListener("click", () => on.close());
     this.language.addEventListener("click", () => on.language());
+    this.privacy.addEventListener("click", () => on.privacy());
     this.start.addEventListener("click", () => on.start());
     this.send.addEventListener("click", () => this.submit());
     this.attach.addEventListener("click", () => this.fileInput.click());
@@ -244,6 +270,9 @@ export class View {
     }
     for (const el of this.shadow.querySelectorAll("[data-i18n-placeholder]")) {
       el.setAttribute("placeholder", t(el.getAttribute("data-i18n-placeholder")));
+    }
+    for (const el of this.shadow.querySelectorAll("[data-download-name]")) {
+      el.textContent = t("download", { name: el.getAttribute("data-download-name") });
     }
     for (const el of this.shadow.querySelectorAll("time[datetime]")) {
       el.textContent = this.formatTime(el.getAttribute("datetime"));
@@ -406,16 +435,50 @@ export class View {
     m.scrollTop = m.scrollHeight;
   }
 
+  // Everything in the message list goes (after "delete my data").
+  clearMessages() {
+    this.messages.replaceChildren();
+    for (const url of this.objectUrls) URL.revokeObjectURL(url);
+    this.objectUrls.clear();
+  }
+
+  // A line of the widget's own in the message list (not a message of the conversation).
+  note(key) {
+    const el = h("p", { class: "note", "data-testid": `note-${key}` });
+    return this.append(this.label(el, key));
+  }
+
   // A prompt: its text as an assistant message; when it is the current question, its
-  // options and controls as buttons right under it.
+  // options and controls as buttons right under it. A file that came with it (a data
+  // export) is a download link in the bubble.
   promptItem(prompt) {
     const el = this.item({ author: "bot", text: prompt.text, step: prompt.step });
+    const bubble = el.querySelector(".bubble");
     if (prompt.error && !String(prompt.text || "").includes(prompt.error)) {
       const err = h("p", { class: "prompt-error", "data-testid": "prompt-error" });
       err.textContent = prompt.error;
-      el.querySelector(".bubble").prepend(err);
+      bubble.prepend(err);
     }
+    const link = this.downloadLink(prompt.file);
+    if (link) bubble.appendChild(link);
     return el;
+  }
+
+  // The file's name is only ever text: the link's label and its download attribute.
+  downloadLink(file) {
+    const blob = fileBlob(file);
+    if (!blob) return null;
+    const name = typeof file.name === "string" ? file.name : "";
+    const url = URL.createObjectURL(blob);
+    this.objectUrls.add(url);
+    const label = h("span", { "data-download-name": name });
+    label.textContent = this.t("download", { name });
+    return h(
+      "a",
+      { class: "download", "data-testid": "download", href: url, download: name },
+      icon("download"),
+      label,
+    );
   }
 
   promptControls(prompt, { disabled = false } = {}) {

@@ -45,8 +45,7 @@ export class Widget {
 
     this.store = new Store();
     this.visitor = this.store.visitor();
-    const who = this.user ? `user:${this.user}` : `visitor:${this.visitor}`;
-    this.conv = new Conversation(this.store, `conv:${this.server}:${who}`);
+    this.conv = new Conversation(this.store, this.conversationKey());
     this.strings = new Strings();
     this.stringsGeneration = 0;
 
@@ -73,6 +72,7 @@ export class Widget {
       toggle: () => (this.view.isOpen() ? this.close() : this.open()),
       close: () => this.close(),
       language: () => this.switchLanguage(),
+      privacy: () => this.openPrivacy(),
       start: () => this.command("start"),
       text: (text) => this.sendText(text),
       choice: (value, label) => this.choice(value, label),
@@ -84,9 +84,18 @@ export class Widget {
 
   // ------------------------------------------------------------------ lifecycle
 
+  conversationKey() {
+    const who = this.user ? `user:${this.user}` : `visitor:${this.visitor}`;
+    return `conv:${this.server}:${who}`;
+  }
+
   async start() {
     this.view.setStrings((k, p) => this.strings.t(k, p), toBcp47(this.locale()));
     this.restore();
+    // Another tab of this browser deleted this visitor's data (only that replaces the id).
+    this.store.onVisitorChange((before, after) => {
+      if (!this.user && before === this.visitor) this.forget([], after);
+    });
     this.connect();
     await Promise.race([this.loadStrings(this.locale()), sleep(4000)]);
     await bodyReady();
@@ -191,6 +200,8 @@ export class Widget {
       if (isMessage(m)) this.showMessage(m, { unread: true });
     });
     socket.on("typing", (data) => this.onStaffTyping(data));
+    // "Delete my data" was done on another device of this customer.
+    socket.on("erased", () => this.forget([]));
   }
 
   onConnect() {
@@ -393,7 +404,10 @@ export class Widget {
   sendText(text) {
     const value = wellFormed(text);
     this.typing(false);
-    this.enqueue("text", value, { text: value, attachments: [] }, this.currentStep());
+    // Typed while an answer is still on its way, the words are for the question that
+    // answer brings, not the one on screen: name the step when it is sent.
+    const answerAhead = this.conv.outbox.some((e) => e.kind === "choice" || e.kind === "command");
+    this.enqueue("text", value, { text: value, attachments: [] }, this.currentStep(), answerAhead);
     return true;
   }
 
@@ -411,10 +425,11 @@ export class Widget {
     this.enqueue("command", name, null);
   }
 
-  enqueue(kind, value, echo, step = null) {
+  enqueue(kind, value, echo, step = null, stepWhenSent = false) {
     this.view.showError(null);
     const entry = { client_id: randomId(16), kind, value, echo, at: Date.now() };
-    if (typeof step === "string" && step) entry.step = step;
+    if (stepWhenSent) entry.stepWhenSent = true;
+    else if (typeof step === "string" && step) entry.step = step;
     this.conv.outbox.push(entry);
     this.conv.save();
     this.echo(entry);
@@ -448,7 +463,11 @@ export class Widget {
         let ack;
         try {
           const input = { client_id: entry.client_id, kind: entry.kind, value: entry.value };
-          if (typeof entry.step === "string") input.step = entry.step;
+          if (entry.stepWhenSent) {
+            // Sent once the answers before it are acknowledged: the question is known now.
+            const step = this.currentStep();
+            if (step) input.step = step;
+          } else if (typeof entry.step === "string") input.step = entry.step;
           ack = await this.request("input", input);
         } catch (err) {
           if (err instanceof Timeout) this.retryLater();
@@ -489,6 +508,11 @@ export class Widget {
   }
 
   acknowledged(entry, ack) {
+    const replies = Array.isArray(ack.replies) ? ack.replies.filter(isPrompt) : [];
+    if (replies.some((r) => r.erased === true)) {
+      this.forget(replies);
+      return;
+    }
     const el = this.echoes.get(entry.client_id);
     this.echoes.delete(entry.client_id);
     if (el) {
@@ -532,6 +556,51 @@ export class Widget {
     } else if (this.typingSentAt) {
       this.typingSentAt = 0;
       this.request("typing", { typing: false }).catch(() => {});
+    }
+  }
+
+  // ------------------------------------------------------------------ privacy
+
+  // "My data": the privacy menu, a command like start (same outbox, same ack). A second
+  // click while the first is on its way adds nothing.
+  openPrivacy() {
+    if (this.conv.outbox.some((e) => e.kind === "command" && e.value === "privacy")) return;
+    this.command("privacy");
+  }
+
+  // The customer's data was deleted on the server (here: `replies` are its answer; on
+  // another device or in another tab: none). Everything this browser keeps about the
+  // conversation goes: its record (read position, unread count, unsent inputs, language),
+  // what is on screen, and an anonymous visitor's id (a new random one is made, or
+  // `visitor`, the one another tab already made). A signed-in user stays who the host app
+  // says they are. Then a fresh connection: last_seq 0, as a new visitor would.
+  forget(replies, visitor = null) {
+    this.store.remove(this.conv.key);
+    if (!this.user) this.visitor = visitor || this.store.renewVisitor(this.visitor);
+    this.conv = new Conversation(this.store, this.conversationKey());
+
+    clearTimeout(this.retryTimer);
+    this.retryDelay = RETRY_MIN_MS;
+    clearTimeout(this.staffTypingTimer);
+    this.view.setTyping(false);
+    this.view.showError(null);
+    this.view.setUnread(0);
+    this.shown = new Set();
+    this.echoes.clear();
+    this.prompt = null;
+    this.stateKnown = false; // the start button comes back with the new connection's state
+    this.view.keepFocus(this.view.messages); // a keyboard user stays in the panel
+    this.view.clearMessages();
+    const texts = replies.filter(isPrompt).map((r) => ({ text: r.text, step: null }));
+    for (const reply of texts) this.view.append(this.view.promptItem(reply));
+    this.view.note("erased");
+    this.refreshPrompt();
+
+    const socket = this.socket;
+    if (socket) {
+      socket.disconnect(); // also gives up on any acknowledgement still awaited
+      this.view.setStatus("connecting");
+      socket.connect(); // auth() is asked again: the new visitor id, last_seq 0
     }
   }
 

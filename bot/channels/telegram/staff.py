@@ -30,6 +30,7 @@ CARD = N_(
 )
 CUSTOMER_SAYS = N_("Customer: {text}")
 STAFF_SAID = N_("Sent to the customer: {text}")
+CORRECTION = N_("The customer corrected their feedback: {text}")
 NOTE_SAVED = N_("Internal note saved; the customer does not see it.")
 
 
@@ -117,6 +118,14 @@ class StaffTopics:
             if "not found" in exc.message.lower() or "invalid" in exc.message.lower():
                 return True  # already gone
             raise
+
+    async def ticket_changed(self, ticket: Ticket, change: str) -> None:
+        """A correction from the customer goes to the topic too; other changes are the
+        staff's own, made in the console or the topic."""
+        if change != "corrected" or ticket.telegram_topic_id is None or not ticket.corrections:
+            return
+        text = self.t(Text(CORRECTION, {"text": ticket.corrections[-1].text}))
+        await self._post(ticket.telegram_topic_id, text)
 
     async def customer_message(self, ticket: Ticket, message: Message) -> None:
         current = await self.tickets.get(ticket.id)

@@ -261,6 +261,14 @@ class WidgetChannel:
             await asyncio.sleep(0.005)
         try:
             customer = await self.repos.customers.find(Channel.WIDGET, visitor.external_id)
+            if last_seq > 0 and (
+                customer is None or await self.repos.messages.latest_seq(customer.id) < last_seq
+            ):
+                # The widget remembers messages this server no longer has: the customer's
+                # data was erased while this device was away (or the erase's answer was
+                # lost). It must forget them too, and start again from 0.
+                await self.sio.emit("erased", {}, to=sid, namespace=NAMESPACE)
+                return
             if customer is not None:
                 await self._replay(sid, customer, last_seq)
             await self.emit_state(visitor, to=sid)
