@@ -460,9 +460,7 @@ class ConsolePages:
             sla_label=view.t(s.SLA[sla.kind], days=sla.working_days),
             due=view.date(ticket.response_due),
             filed=view.datetime(ticket.created_at),
-            corrections=[
-                {"when": view.datetime(c.at), "text": c.text} for c in ticket.corrections
-            ],
+            corrections=[{"when": view.datetime(c.at), "text": c.text} for c in ticket.corrections],
             anonymized=view.date(ticket.anonymized_at) if ticket.anonymized_at else None,
             complex_text=view.t(
                 s.COMPLEX_IS if ticket.complex else s.COMPLEX_IS_NOT,

@@ -79,9 +79,11 @@ async def test_c3_2_6_two_customers_export_one_and_erase_one(
         await tg.press("correct")
         await tg.says("Correction K-731: it whistles at noon, not midnight.")
         await fake.wait_for(
-            lambda c: c.method == "sendMessage"
-            and c.params.get("message_thread_id") == topic_id
-            and "Correction K-731" in c.params.get("text", "")
+            lambda c: (
+                c.method == "sendMessage"
+                and c.params.get("message_thread_id") == topic_id
+                and "Correction K-731" in c.params.get("text", "")
+            )
         )
 
         # --- Export, from the Telegram chat: a JSON document in the chat.
