@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from bot.config import Settings
 
 
@@ -148,7 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # One line per problem, without pydantic's echo of the input: it holds the secrets.
+        for problem in exc.errors(include_input=False, include_url=False):
+            name = str(problem["loc"][0]) if problem["loc"] else ""
+            field = Settings.model_fields.get(name)
+            where = f"{field.validation_alias or 'BOT_' + name.upper()}: " if field else ""
+            print(f"configuration: {where}{problem['msg']}", file=sys.stderr)
+        return 2
     from bot.logs import configure
 
     configure(settings.log_level, settings.log_format)

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
+from limits.aio.storage import MemoryStorage, Storage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.channels.form import FORM_PAGES, FormSender, register_form_routes
@@ -34,6 +37,12 @@ from bot.services.dialogue import DialogueService
 from bot.services.privacy import PrivacyService
 from bot.services.retention import RetentionPolicy, RetentionService
 from bot.services.tickets import Deadlines, TicketService
+from bot.sharing import (
+    close_rate_limits,
+    close_socketio_manager,
+    rate_limit_storage,
+    socketio_manager,
+)
 from bot.storage import Database, DatabaseUnavailable, Repositories
 from bot.storage.embedded import EmbeddedDatabase
 
@@ -61,6 +70,8 @@ class Container:
     retention: RetentionService
     telegram: TelegramChannel | None = None
     indexes_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Every rate limit of this process: in memory, or in Redis shared by every process.
+    rate_limits: Storage = field(default_factory=MemoryStorage)
 
     @classmethod
     def build(cls, settings: Settings, uri: str, clock: Clock = utcnow) -> Container:
@@ -122,13 +133,25 @@ class Container:
             first_response_days=settings.first_response_working_days,
         )
         tickets.listeners.append(analytics)
-        widget = WidgetChannel(settings, repos, dialogue, delivery, i18n, metrics)
+        rate_limits = rate_limit_storage(settings)
+        widget = WidgetChannel(
+            settings,
+            repos,
+            dialogue,
+            delivery,
+            i18n,
+            metrics,
+            rate_limits=rate_limits,
+            client_manager=socketio_manager(settings),
+        )
         for logged_by_staff in (Channel.PHONE, Channel.EMAIL):
             delivery.register(logged_by_staff, StaffAnswerThem())
         delivery.register(Channel.FORM, FormSender())
         telegram = None
         if settings.telegram_token is not None:
-            telegram = TelegramChannel(settings, repos, dialogue, tickets, delivery, i18n)
+            telegram = TelegramChannel(
+                settings, repos, dialogue, tickets, delivery, i18n, rate_limits=rate_limits
+            )
             if telegram.staff_topics is not None:
                 privacy.topic_eraser = telegram.staff_topics.delete_topic
         return cls(
@@ -145,6 +168,7 @@ class Container:
             tickets=tickets,
             dialogue=dialogue,
             metrics=metrics,
+            rate_limits=rate_limits,
         )
 
     async def ensure_indexes_until_ready(self, retry_seconds: float = 2.0) -> None:
@@ -178,6 +202,8 @@ class Container:
     async def close(self) -> None:
         if self.telegram is not None:
             await self.telegram.stop()
+        await close_socketio_manager(self.widget.sio.manager)
+        await close_rate_limits(self.rate_limits)
         await self.database.close()
 
 
@@ -226,6 +252,53 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(trusted: list[Network]) -> Middleware:
+    """Behind proxies, the client's address (`request.remote`) from X-Forwarded-For.
+
+    Only when the peer is one of our proxies (BOT_TRUSTED_PROXIES): anyone else could
+    write any address there and escape the per-address limits. Each proxy appends the
+    address it got the request from, so the client is the right-most address that is
+    not one of ours. Socket.IO gets the same request, so the widget's limits see it too.
+    """
+
+    def ours(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted)
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        peer = request.remote
+        if not trusted or peer is None or not ours(peer):
+            return await handler(request)
+        hops = [
+            hop.strip()
+            for header in request.headers.getall("X-Forwarded-For", [])
+            for hop in header.split(",")
+        ]
+        client = peer
+        for hop in reversed(hops):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                break  # not an address: believe nothing further left
+            client = hop
+            if not ours(hop):
+                break
+        if client == peer:
+            return await handler(request)
+        return await handler(request.clone(remote=client))
+
+    return middleware
+
+
 @web.middleware
 async def count_requests(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -243,7 +316,10 @@ async def count_requests(
 
 
 def build_app(container: Container) -> web.Application:
-    app = web.Application(middlewares=[count_requests], client_max_size=1024**2)
+    app = web.Application(
+        middlewares=[client_address(container.settings.proxy_networks), count_requests],
+        client_max_size=1024**2,
+    )
     app[CONTAINER] = container
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -6,6 +6,7 @@ the table. `Settings()` is built once in the CLI and passed down.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -104,6 +105,19 @@ class Settings(BaseSettings):
         default=60, gt=0, description="How often the retention job runs (minutes)."
     )
 
+    # Several processes (README: "Several processes")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis shared by every process (socket.io emits, rate limits). "
+        "Unset: one process, everything in memory.",
+    )
+
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of the proxies in front of the "
+        "service, whose X-Forwarded-For is believed. Empty: the peer address is the client.",
+    )
+
     # Delivery (outbox dispatcher)
     delivery_poll_seconds: float = Field(
         default=0.5, gt=0, description="How often an idle dispatcher looks for due messages."
@@ -143,6 +157,12 @@ class Settings(BaseSettings):
     )
     telegram_polling_timeout: int = Field(
         default=10, ge=0, le=50, description="Long-polling timeout (seconds)."
+    )
+    telegram_polling_lease_seconds: float = Field(
+        default=30,
+        ge=1,
+        description="How long the polling process's lease lasts unrenewed: how soon "
+        "another process takes over polling when it dies.",
     )
     telegram_flood_messages: int = Field(
         default=20, ge=1, description="Messages a user may send per flood window before a pause."
@@ -262,6 +282,49 @@ class Settings(BaseSettings):
         if self.telegram_webhook_url and not self.telegram_webhook_secret:
             raise ValueError("BOT_TELEGRAM_WEBHOOK_URL needs BOT_TELEGRAM_WEBHOOK_SECRET")
         return self
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        # Both python-socketio and limits take these two; limits reads unix:// as Valkey.
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("BOT_REDIS_URL must start with redis:// or rediss://")
+        return value
+
+    @model_validator(mode="after")
+    def _shared_secrets_with_redis(self) -> Settings:
+        # The defaults are random per start: with several processes a form link made by
+        # one, or a console sign-in on one, would fail on the next. Refuse to start.
+        if self.redis_url is not None:
+            missing = [
+                f"BOT_{name.upper()}"
+                for name in ("form_link_secret", "console_session_key")
+                if name not in self.model_fields_set
+            ]
+            if missing:
+                raise ValueError(
+                    f"BOT_REDIS_URL is set (several processes), so {' and '.join(missing)} "
+                    "must be set too, to the same value in every process"
+                )
+        return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                ipaddress.ip_network(item.strip(), strict=False)  # raises on a typo
+        return value
+
+    @property
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in self.trusted_proxies.split(",")
+            if item.strip()
+        ]
 
     @property
     def locales_dir(self) -> Path:

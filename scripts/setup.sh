@@ -9,6 +9,7 @@
 #   - the chat widget's and the console's bundles (widget/dist/), their npm packages from the
 #     lock file (npm's download cache under the cache directory)
 #   - Debian's chromium for the browser tests (BOT_SKIP_CHROMIUM=1 skips it)
+#   - Debian's redis-server for the tests of several processes
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -96,6 +97,21 @@ if [ "${BOT_SKIP_CHROMIUM:-}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
   else
     log "the browser tests need /usr/bin/chromium: install the Debian package 'chromium'"
     log "(sudo apt-get install --no-install-recommends chromium), or set BOT_SKIP_CHROMIUM=1"
+  fi
+fi
+
+# 7. Redis for the tests of several processes (they start their own redis-server on a
+#    free port) and for running several processes locally: Debian's package.
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing redis-server for the scale-out tests (apt-get)"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }; then
+      log "warning: could not install redis-server; the scale-out tests will fail"
+    fi
+  else
+    log "the scale-out tests need redis-server: install the Debian package 'redis-server'"
+    log "(sudo apt-get install --no-install-recommends redis-server)"
   fi
 fi
 

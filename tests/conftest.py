@@ -11,6 +11,7 @@ from bot.config import Settings
 from bot.domain.models import Channel, new_id
 from bot.storage import Database, Repositories
 from bot.storage.embedded import EmbeddedDatabase
+from tests.redis_server import redis_server
 from tests.support import FixedClock, RecordingSender
 
 
@@ -28,6 +29,13 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iter
         return
     with EmbeddedDatabase.start(cache_dir, tmp_path_factory.mktemp("ferretdb")) as db:
         yield db.uri
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the tests' own for the whole run (fails when it is not installed)."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture

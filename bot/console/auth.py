@@ -29,7 +29,6 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet
 from limits import parse
-from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from bot.domain.models import AuditEntry, Staff, StaffRole
@@ -160,7 +159,9 @@ class ConsoleAuth:
     def __init__(self, container: Container) -> None:
         self.container = container
         settings = container.settings
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        # Shared by every process when several run (bot.sharing): N processes must not
+        # allow N times the attempts.
+        self.limiter = MovingWindowRateLimiter(container.rate_limits)
         self.failures = parse(settings.console_login_failures)
         # An office behind one address shares this one: larger than a single user's.
         self.failures_per_address = parse(settings.console_login_failures_per_address)

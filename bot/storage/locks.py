@@ -13,11 +13,14 @@ A lock is a document `{name, gen, owner, until}` whose `_id` is `name#gen`.
 Acquiring inserts the next generation after the newest one if that one is gone
 or expired; the unique `_id` lets exactly one contender win each generation.
 A holder that dies is replaced once `until` passes: a lease, not a forever-lock.
+A holder renews by inserting the next generation itself (`renew`), so renewing and
+taking over an expired lock race on the same unique `_id` and exactly one wins.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,7 +30,7 @@ from pydantic import Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from bot.domain.models import Model, new_id, utcnow
-from bot.storage.database import DuplicateKeyError, Repository
+from bot.storage.database import DatabaseUnavailable, DuplicateKeyError, Repository
 
 
 class Busy(RuntimeError):
@@ -68,6 +71,26 @@ class LockRepository(Repository[Lock]):
             return None  # another contender won this generation
         return lock
 
+    async def renew(
+        self, lock: Lock, ttl: timedelta, *, now: datetime | None = None
+    ) -> Lock | None:
+        """Extend a held lock to now + `ttl`; None if it was lost (it expired and was taken).
+
+        Not an update of `until`: FerretDB applies an update as a read and a separate write,
+        so an update could extend a lock that another holder has just taken over.
+        """
+        now = now or utcnow()
+        gen = lock.gen + 1
+        renewed = Lock(
+            id=f"{lock.name}#{gen}", name=lock.name, gen=gen, owner=lock.owner, until=now + ttl
+        )
+        try:
+            await self.collection.insert_one(self._dump(renewed))
+        except DuplicateKeyError:
+            return None
+        await self.collection.delete_many({"name": lock.name, "gen": {"$lte": lock.gen}})
+        return renewed
+
     async def forget(self, name: str) -> None:
         """Drop every generation of `name` (its id names a person that was erased)."""
         await self.collection.delete_many({"name": name})
@@ -93,3 +116,53 @@ class LockRepository(Repository[Lock]):
             yield lock
         finally:
             await self.release(lock)
+
+
+class Lease:
+    """One holder among processes for a long job (Telegram polling), kept while it runs.
+
+    `acquire` waits until this process holds the lock `name`; `keep` renews it every third
+    of `ttl` and returns when it is lost. A holder that dies stops renewing, so another
+    process takes over within `ttl`. The lock's owner names the process (host and pid),
+    for operators and tests; nothing personal.
+    """
+
+    def __init__(self, locks: LockRepository, name: str, ttl: timedelta, owner: str) -> None:
+        self.locks = locks
+        self.name = name
+        self.ttl = ttl
+        self.owner = owner
+        self.lock: Lock | None = None
+
+    @property
+    def step(self) -> float:
+        return self.ttl.total_seconds() / 3
+
+    async def acquire(self) -> Lock:
+        while True:
+            try:
+                self.lock = await self.locks.acquire(self.name, self.ttl, owner=self.owner)
+            except DatabaseUnavailable:
+                self.lock = None
+            if self.lock is not None:
+                return self.lock
+            await asyncio.sleep(self.step)
+
+    async def keep(self) -> None:
+        """Renew until the lease is lost: taken by another process, or expired while the
+        database could not be reached (then another process may hold it already)."""
+        while self.lock is not None:
+            await asyncio.sleep(self.step)
+            try:
+                renewed = await self.locks.renew(self.lock, self.ttl)
+            except DatabaseUnavailable:
+                if utcnow() < self.lock.until:
+                    continue
+                renewed = None
+            self.lock = renewed
+
+    async def release(self) -> None:
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            with contextlib.suppress(DatabaseUnavailable):  # it expires by itself then
+                await self.locks.release(lock)

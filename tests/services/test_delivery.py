@@ -7,8 +7,10 @@ import asyncio
 from bot.app import Container
 from bot.config import Settings
 from bot.domain.models import Channel, Customer, DeliveryState
+from bot.metrics import Metrics
 from bot.services.delivery import DeliveryService, RetryLater, Undeliverable
-from tests.support import FixedClock, RecordingSender
+from bot.storage import Database, Repositories
+from tests.support import FixedClock, RecordingSender, eventually
 
 
 async def customer(container: Container, external_id: str = "42") -> Customer:
@@ -110,6 +112,42 @@ async def test_several_dispatchers_never_send_twice(
     assert len(sent) == 12
     assert len(set(sent)) == 12
     assert sum(1 for s in senders if s.sent) > 1  # the work really was shared
+
+
+async def test_two_processes_dispatching_on_one_database_never_send_twice(
+    container: Container, settings: Settings, mongo_uri: str, clock: FixedClock
+) -> None:
+    """Two running dispatchers, each with its own connection (as two service processes
+    have), while both processes keep writing messages: each message goes out once."""
+    other_db = Database(mongo_uri, settings.mongodb_database)
+    try:
+        processes = [container.repos, Repositories.create(other_db)]
+        senders = [RecordingSender(delay=0.005) for _ in processes]
+        dispatchers = []
+        for repos, sender in zip(processes, senders, strict=True):
+            dispatcher = DeliveryService(repos, Metrics(), clock, poll_seconds=0.02)
+            dispatcher.register(Channel.TELEGRAM, sender)
+            dispatchers.append(dispatcher)
+        loops = [asyncio.create_task(d.run()) for d in dispatchers]
+        people = [await customer(container, str(n)) for n in range(6)]
+        written = []
+        for n in range(30):  # written by both processes, in turn
+            dispatcher = dispatchers[n % 2]
+            written.append(await dispatcher.enqueue(people[n % 6], f"m{n}", kind="reply"))
+
+        async def all_sent() -> bool | None:
+            pending = await container.repos.messages.due(clock(), limit=50)
+            return True if not pending else None
+
+        await eventually(all_sent, "every message to be sent", timeout=60)
+        for dispatcher in dispatchers:
+            dispatcher.stop()
+        await asyncio.gather(*loops)
+    finally:
+        await other_db.close()
+    sent = [m.id for s in senders for m in s.sent]
+    assert sorted(sent) == sorted(m.id for m in written)  # each once, none twice
+    assert all(s.sent for s in senders)  # both processes did some of the work
 
 
 async def test_a_message_for_an_erased_customer_is_not_sent(

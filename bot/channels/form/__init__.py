@@ -76,6 +76,7 @@ def register_form_routes(
         max_body_bytes=max_body_bytes,
         posts_per_ip=posts_per_ip,
         request_days=container.settings.privacy_request_days,
+        rate_limits=container.rate_limits,
     )
     pages.register(app)
     return pages

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 from babel import Locale
 from limits import parse
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from markupsafe import Markup
 
@@ -167,6 +167,7 @@ class FormPages:
         max_body_bytes: int = MAX_BODY_BYTES,
         posts_per_ip: str = "20 per hour",
         request_days: int = 15,
+        rate_limits: Storage | None = None,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("the form's link secret must be at least 16 bytes")
@@ -186,7 +187,8 @@ class FormPages:
         # Each accepted form stores a customer and a ticket: a few tries with typos are
         # normal, a stream of them from one address is not.
         self.posts = parse(posts_per_ip)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        # Shared by every process when several run (bot.sharing).
+        self.limiter = MovingWindowRateLimiter(rate_limits or MemoryStorage())
         self.env = environment(TEMPLATES)
 
     def register(self, app: web.Application) -> None:

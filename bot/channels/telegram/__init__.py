@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+from datetime import timedelta
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -12,6 +15,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import User
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
+from limits.aio.storage import MemoryStorage, Storage
 
 from bot.channels.telegram import commands, dialogue
 from bot.channels.telegram.commands import set_menu
@@ -27,6 +31,7 @@ from bot.services.delivery import DeliveryService
 from bot.services.dialogue import DialogueService
 from bot.services.tickets import TicketService
 from bot.storage import Repositories
+from bot.storage.locks import Lease
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ class TelegramChannel:
         tickets: TicketService,
         delivery: DeliveryService,
         i18n: I18n,
+        *,
+        rate_limits: Storage | None = None,
     ) -> None:
         assert settings.telegram_token is not None  # noqa: S101 - built only when configured
         self.settings = settings
@@ -83,12 +90,23 @@ class TelegramChannel:
         )
         self.dispatcher.message.outer_middleware(
             FloodControl(
-                settings.telegram_flood_messages, settings.telegram_flood_seconds, self._slow_down
+                settings.telegram_flood_messages,
+                settings.telegram_flood_seconds,
+                self._slow_down,
+                rate_limits or MemoryStorage(),
             )
         )
         self.dispatcher.include_routers(*get_routers(settings.telegram_staff_chat_id))
         delivery.register(Channel.TELEGRAM, TelegramSender(self.bot, self.limiter))
         self._polling: asyncio.Task[None] | None = None
+        # Only one process polls a bot (Telegram answers a second getUpdates with 409):
+        # the holder of this lease. Named after the bot; the owner names the process.
+        self.lease = Lease(
+            repos.locks,
+            f"telegram-polling:{self.bot.id}",
+            timedelta(seconds=settings.telegram_polling_lease_seconds),
+            owner=f"{socket.gethostname()}:{os.getpid()}",
+        )
 
     async def _slow_down(self, user: User) -> None:
         reply = await self.dialogue.say(
@@ -123,24 +141,66 @@ class TelegramChannel:
             )
             log.info("telegram webhook set")
             return
-        await self.bot.delete_webhook()
-        self._polling = asyncio.create_task(
-            self.dispatcher.start_polling(
-                self.bot,
-                handle_signals=False,
-                close_bot_session=False,
-                # One update at a time keeps each customer's inputs in order.
-                handle_as_tasks=False,
-                allowed_updates=allowed,
-                polling_timeout=self.settings.telegram_polling_timeout,
-            )
-        )
-        log.info("telegram polling started")
+        # Webhook mode needs no lease: Telegram sends each update to one request, and any
+        # process may answer it.
+        self._polling = asyncio.create_task(self._poll_while_leased(allowed))
+
+    async def _poll_while_leased(self, allowed: list[str]) -> None:
+        """Wait for the polling lease, poll while it is held, wait again when it is lost."""
+        while True:
+            try:
+                await self.lease.acquire()
+            except Exception:  # an unexpected database error: the lease loop must go on
+                log.exception("telegram polling lease unavailable; retrying")
+                await asyncio.sleep(self.lease.step)
+                continue
+            log.info("telegram polling lease taken", extra={"owner": self.lease.owner})
+            polling: asyncio.Task[None] | None = None
+            keeping = asyncio.create_task(self.lease.keep())
+            try:
+                await self.bot.delete_webhook()
+                polling = asyncio.create_task(
+                    self.dispatcher.start_polling(
+                        self.bot,
+                        handle_signals=False,
+                        close_bot_session=False,
+                        # One update at a time keeps each customer's inputs in order.
+                        handle_as_tasks=False,
+                        allowed_updates=allowed,
+                        polling_timeout=self.settings.telegram_polling_timeout,
+                    )
+                )
+                log.info("telegram polling started")
+                await asyncio.wait({polling, keeping}, return_when=asyncio.FIRST_COMPLETED)
+                if keeping.done():
+                    log.warning("telegram polling lease lost; polling stopped")
+                    keeping.result()  # raise what broke the renewals, if anything did
+                else:
+                    polling.result()  # polling ended by itself: raise what ended it
+            except Exception:  # the API is down at this moment: give the lease up, try again
+                log.exception("telegram polling failed; retrying")
+            finally:
+                keeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await keeping  # its error, if any, was logged above
+                await self._stop_polling(polling)
+                with contextlib.suppress(Exception):  # unreleased, it expires by itself
+                    await self.lease.release()
+            await asyncio.sleep(self.lease.step)  # let another process have a go
+
+    async def _stop_polling(self, polling: asyncio.Task[None] | None) -> None:
+        if polling is None or polling.done():
+            return
+        try:
+            await self.dispatcher.stop_polling()
+        except RuntimeError:  # not started yet: nothing in hand to finish
+            polling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await polling
 
     async def stop(self) -> None:
         if self._polling is not None:
-            with contextlib.suppress(RuntimeError):
-                await self.dispatcher.stop_polling()
+            self._polling.cancel()  # stops polling and releases the lease on its way out
             with contextlib.suppress(asyncio.CancelledError):
                 await self._polling
         await self.bot.session.close()

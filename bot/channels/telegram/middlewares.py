@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
+import math
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -14,6 +13,9 @@ from aiogram import BaseMiddleware
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.types import Chat, TelegramObject, Update, User
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import Storage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 from bot.storage import DatabaseUnavailable
 from bot.storage.conversations import ConcurrentUpdate
@@ -94,34 +96,30 @@ class OncePerUpdate(BaseMiddleware):
 class FloodControl(BaseMiddleware):
     """Over `limit` messages in `window` seconds from one user: one friendly notice, then quiet.
 
-    In memory, per process: it protects this process's work, it is not an account limit.
+    Counted in `storage` (bot.sharing): in memory for one process, in Redis when several
+    share the work (in webhook mode any process may get a user's next update).
     """
 
     def __init__(
-        self, limit: int, window: float, notify: Callable[[User], Awaitable[None]]
+        self,
+        limit: int,
+        window: float,
+        notify: Callable[[User], Awaitable[None]],
+        storage: Storage,
     ) -> None:
-        self.limit = limit
-        self.window = window
+        seconds = max(1, math.ceil(window))  # limits counts whole seconds
+        self.messages = RateLimitItemPerSecond(limit, seconds)
+        self.notice = RateLimitItemPerSecond(1, seconds)  # one notice per window of flooding
+        self.limiter = MovingWindowRateLimiter(storage)
         self.notify = notify
-        self.recent: dict[int, deque[float]] = {}
-        self.warned: set[int] = set()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         chat: Chat | None = data.get("event_chat")
         if user is None or chat is None or chat.type != ChatType.PRIVATE:
             return await handler(event, data)  # staff in their group are not throttled
-        now = time.monotonic()
-        times = self.recent.setdefault(user.id, deque())
-        while times and now - times[0] > self.window:
-            times.popleft()
-        times.append(now)
-        if len(times) > self.limit:
-            if user.id not in self.warned:
-                self.warned.add(user.id)
-                await self.notify(user)
-            return None
-        self.warned.discard(user.id)
-        if len(self.recent) > 50_000:
-            self.recent = {u: t for u, t in self.recent.items() if t and now - t[-1] < self.window}
-        return await handler(event, data)
+        if await self.limiter.hit(self.messages, "telegram-flood", str(user.id)):
+            return await handler(event, data)
+        if await self.limiter.hit(self.notice, "telegram-flood-notice", str(user.id)):
+            await self.notify(user)
+        return None

@@ -1,0 +1,107 @@
+"""What several processes share through Redis (BOT_REDIS_URL), and its in-memory stand-in.
+
+Unset, one process keeps everything in memory. Set, every process:
+- routes socket.io emits through Redis (python-socketio's AsyncRedisManager), so an emit
+  reaches a widget or a console page connected to another process;
+- counts the rate limits that protect shared things (widget events and connections per
+  address, form posts, console sign-ins, Telegram flood control) in Redis, so N processes
+  allow what one would, not N times as much. While Redis cannot be reached the limits
+  let hits through (logged), and emits reach only this process's own clients: the others
+  see what they missed when they next connect (the history replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import socketio
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
+
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "feedback-bot:socketio"  # the pub/sub channel; every process must use the same
+LIMITS_PREFIX = "feedback-bot:limits"
+
+
+class SharedStorage(RedisStorage):
+    """limits' Redis storage on redis-py's asyncio client, with a way to close it.
+
+    limits defaults to coredis, which is not installed; the pool is ours so that the
+    process can close its connections at shutdown.
+    """
+
+    def __init__(self, url: str) -> None:
+        # Short timeouts: a hit is on the path of every widget event and form post.
+        self.pool = ConnectionPool.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        super().__init__(
+            "async+" + url,
+            implementation="redispy",
+            key_prefix=LIMITS_PREFIX,
+            connection_pool=self.pool,  # type: ignore[arg-type]  # handed to redis.asyncio.Redis
+        )
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Count a hit; when Redis cannot be reached, let it through (and say so).
+
+        The limits guard against floods; an outage of Redis must not turn them into a
+        wall that stops every customer from being heard, nor make Telegram updates fail.
+        """
+        try:
+            return await super().acquire_entry(key, limit, expiry, amount)
+        except RedisError as exc:
+            log.warning("rate limits unavailable; allowing", extra={"cause": type(exc).__name__})
+            return True
+
+    async def clear(self, key: str) -> None:
+        try:
+            await super().clear(key)
+        except RedisError as exc:  # the count runs out by itself
+            log.warning("rate limits unavailable", extra={"cause": type(exc).__name__})
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+def rate_limit_storage(settings: Settings) -> Storage:
+    """The storage of every rate limit in this process: Redis when shared, else memory."""
+    if settings.redis_url is None:
+        return MemoryStorage()
+    return SharedStorage(settings.redis_url)
+
+
+async def close_rate_limits(storage: Storage) -> None:
+    if isinstance(storage, SharedStorage):
+        await storage.aclose()
+
+
+def socketio_manager(settings: Settings) -> socketio.AsyncManager | None:
+    """None: python-socketio's default in-memory manager (one process)."""
+    if settings.redis_url is None:
+        return None
+    # Not write_only: each process both publishes its emits and delivers the others' to
+    # the clients connected to it.
+    # No socket_timeout: the listener blocks on its subscription between messages.
+    return socketio.AsyncRedisManager(
+        settings.redis_url, channel=CHANNEL, redis_options={"socket_connect_timeout": 2}
+    )
+
+
+async def close_socketio_manager(manager: object) -> None:
+    """Stop listening to Redis and close its connections (the manager has no close)."""
+    if not isinstance(manager, socketio.AsyncRedisManager):
+        return
+    listener = getattr(manager, "thread", None)  # started at the first connection
+    if listener is not None:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
+    for resource in (manager.pubsub, manager.redis):
+        if resource is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing left to close
+                await resource.aclose()
