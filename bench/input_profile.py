@@ -1,0 +1,139 @@
+"""What one widget text input costs in database commands, and how that grows with data.
+
+    .venv/bin/python bench/input_profile.py                 # ~1 minute
+    .venv/bin/python bench/input_profile.py --customers 200
+
+In this process (no socket): a Container on a fresh embedded FerretDB, `--customers`
+customers give feedback through DialogueService (as the widget does), then each sends
+free text onto their open ticket, as WidgetNamespace.on_input does (the idempotency
+look-up, the dialogue, the look-up again for the ack, the state). PyMongo's command
+monitoring counts every command and its time, per input, by command and collection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from common import BENCH_DB, embedded_database, header, loadavg, table
+from pymongo import monitoring
+
+from bot.app import Container
+from bot.config import Settings
+from bot.domain.flow import Command, Input
+from bot.domain.models import Channel
+
+
+class Counter(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.active = False
+        self.pending: dict[int, tuple[str, str]] = {}
+        self.stats: dict[tuple[str, str], list[float]] = defaultdict(list)
+
+    def started_event(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.active:
+            target = event.command.get(event.command_name)
+            name = target if isinstance(target, str) else ""
+            self.pending[event.request_id] = (event.command_name, name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        key = self.pending.pop(event.request_id, None)
+        if key:
+            self.stats[key].append(event.duration_micros / 1000)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        key = self.pending.pop(event.request_id, None)
+        if key:
+            self.stats[key].append(event.duration_micros / 1000)
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.started_event(event)
+
+
+FEEDBACK = [
+    Input.command(Command.START),
+    *(Input.choice(v) for v in ("yes", "yes", "yes", "user_interface", "3")),
+    Input.text("The checkout page froze twice."),
+    *(Input.choice(v) for v in ("done", "skip", "submit")),
+]
+
+
+async def run(uri: str, args: argparse.Namespace) -> None:
+    counter = Counter()
+    monitoring.register(counter)
+    container = Container.build(Settings(_env_file=None, mongodb_database=BENCH_DB), uri)  # type: ignore[call-arg]
+    await container.repos.ensure_indexes()
+    dialogue, messages = container.dialogue, container.repos.messages
+    visitors = [f"visitor:{secrets.token_urlsafe(16)}" for _ in range(args.customers)]
+    t0 = time.monotonic()
+    for v in visitors:
+        for inp in FEEDBACK:
+            await dialogue.handle(Channel.WIDGET, v, inp, locale_hint="en")
+    print(f"# {len(visitors)} customers gave feedback in {time.monotonic() - t0:.1f} s", flush=True)
+    rows = []
+    for round_ in range(args.rounds):
+        counter.stats.clear()
+        counter.active = True
+        t0 = time.monotonic()
+        for v in visitors[: args.sample]:
+            key = f"widget:bench:{secrets.token_hex(8)}"
+            await messages.by_idempotency_key(key)
+            inp = Input.text("One more thing: the page froze again today.")
+            await dialogue.handle(Channel.WIDGET, v, inp, locale_hint="en", idempotency_key=key)
+            await messages.by_idempotency_key(key)
+            await dialogue.current(Channel.WIDGET, v, "en")
+        elapsed = time.monotonic() - t0
+        counter.active = False
+        n = args.sample
+        total_cmds = sum(len(v) for v in counter.stats.values())
+        total_ms = sum(sum(v) for v in counter.stats.values())
+        docs = await container.database.db["messages"].estimated_document_count()
+        print(
+            f"# round {round_ + 1}: {n} inputs in {elapsed:.2f} s ({n / elapsed:.1f}/s, one at a "
+            f"time); {total_cmds / n:.1f} commands and {total_ms / n:.1f} ms of database time "
+            f"an input; messages collection: {docs:,} documents; load avg {loadavg()}",
+            flush=True,
+        )
+        rows = [
+            [cmd, coll, round(len(v) / n, 2), round(sum(v) / n, 2), round(sum(v) / len(v), 2)]
+            for (cmd, coll), v in sorted(counter.stats.items(), key=lambda kv: -sum(kv[1]))
+        ]
+        # Grow the data between rounds, as a busy service does.
+        for v in visitors:
+            for _ in range(args.grow):
+                await dialogue.handle(
+                    Channel.WIDGET,
+                    v,
+                    Input.text("More words for the ticket."),
+                    locale_hint="en",
+                    idempotency_key=f"widget:grow:{secrets.token_hex(8)}",
+                )
+    print()
+    print(table(["command", "collection", "per input", "ms per input", "ms each"], rows))
+    await container.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--customers", type=int, default=50)
+    parser.add_argument("--sample", type=int, default=30, help="inputs measured per round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--grow", type=int, default=5, help="messages per customer between rounds")
+    args = parser.parse_args()
+    header("one widget text input: database commands")
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp,
+        embedded_database(Path(tmp)) as db,
+    ):
+        asyncio.run(run(db.uri, args))
+
+
+if __name__ == "__main__":
+    main()
