@@ -59,3 +59,17 @@ async def sign_in(
     )
     assert response.status == 303, await response.text()
     return staff, await login_csrf(client)  # signing in starts a new session
+
+
+async def get_page(client: Client, path: str, status: int = 200) -> str:
+    response = await client.get(path, allow_redirects=False)
+    text = await response.text()
+    assert response.status == status, text[:500]
+    return text
+
+
+async def post(client: Client, path: str, csrf: str, **data: str) -> str:
+    """POST a console form; returns where it redirected to (the outcome is in the query)."""
+    response = await client.post(path, data={"csrf": csrf, **data}, allow_redirects=False)
+    assert response.status == 303, await response.text()
+    return response.headers["Location"]

@@ -18,7 +18,7 @@ from bot.domain.models import (
 )
 from bot.domain.tickets import assignee_of
 from bot.services.delivery import RetryLater
-from tests.console.support import Client, login_csrf, sign_in
+from tests.console.support import Client, get_page, login_csrf, post, sign_in
 from tests.console.tickets import file_ticket
 from tests.support import FixedClock, RecordingSender, eventually
 
@@ -28,20 +28,6 @@ ROW = re.compile(r'data-testid="ticket-row" data-reference="([^"]+)" data-sla="(
 def rows(page: str) -> dict[str, str]:
     """Reference -> SLA state of every row of a queue page."""
     return dict(ROW.findall(page))
-
-
-async def get_page(client: Client, path: str, status: int = 200) -> str:
-    response = await client.get(path, allow_redirects=False)
-    text = await response.text()
-    assert response.status == status, text[:500]
-    return text
-
-
-async def post(client: Client, path: str, csrf: str, **data: str) -> str:
-    """POST a console form; returns where it redirected to (the outcome is in the query)."""
-    response = await client.post(path, data={"csrf": csrf, **data}, allow_redirects=False)
-    assert response.status == 303, await response.text()
-    return response.headers["Location"]
 
 
 @pytest.mark.parametrize(

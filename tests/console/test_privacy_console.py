@@ -20,7 +20,7 @@ from bot.domain.models import (
     Ticket,
 )
 from bot.domain.text import Text
-from tests.console.support import Client, sign_in
+from tests.console.support import Client, get_page, post, sign_in
 from tests.console.tickets import file_ticket
 from tests.support import FixedClock, everything_stored
 
@@ -33,20 +33,6 @@ REQUEST_PATH = re.compile(r"^/console/privacy/([0-9a-f]{32})\?done=(\w+)$")
 def open_rows(page: str) -> list[tuple[str, str]]:
     """(request id, due state) of every open request listed, in page order."""
     return ROW.findall(page)
-
-
-async def get_page(client: Client, path: str, status: int = 200) -> str:
-    response = await client.get(path, allow_redirects=False)
-    text = await response.text()
-    assert response.status == status, text[:500]
-    return text
-
-
-async def post(client: Client, path: str, csrf: str, **data: str) -> str:
-    """POST a console form that redirects; returns where to."""
-    response = await client.post(path, data={"csrf": csrf, **data}, allow_redirects=False)
-    assert response.status == 303, await response.text()
-    return response.headers["Location"]
 
 
 async def post_page(client: Client, path: str, csrf: str, status: int, **data: str) -> str:
