@@ -374,6 +374,30 @@ async def test_webhook_mode_checks_the_secret_token(settings: Settings, fake: Fa
         assert "privacy notice" in texts[0]
 
 
+async def test_a_webhook_body_that_is_not_an_update_gets_400_not_500(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    # Found by bench/faults/fuzz.py: aiogram turned the parse error into a 500.
+    configured = telegram_settings(
+        settings,
+        fake,
+        telegram_webhook_url="https://feedback.example.com/",
+        telegram_webhook_secret="a-long-random-secret",
+    )
+    async with running(configured, fake) as service, aiohttp.ClientSession() as http:
+        url = service.url + "/telegram/webhook"
+        headers = {
+            "X-Telegram-Bot-Api-Secret-Token": "a-long-random-secret",
+            "Content-Type": "application/json",
+        }
+        for body in (b"null", b"[]", b"{}", b"not json", b'{"update_id": "x"}', b"\xff\xfe"):
+            async with http.post(url, data=body, headers=headers) as response:
+                assert response.status == 400, body
+        update = fake.user_command(5014, "start", push=False)
+        async with http.post(url, json=update, headers=headers) as response:
+            assert response.status == 200
+
+
 async def test_a_failed_handler_is_retried_so_polling_loses_nothing(
     fake: FakeTelegram, service: Service
 ) -> None:

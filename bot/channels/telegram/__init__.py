@@ -8,14 +8,17 @@ import logging
 import os
 import socket
 from datetime import timedelta
+from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import User
+from aiogram.methods import TelegramMethod
+from aiogram.types import Update, User
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from limits.aio.storage import MemoryStorage, Storage
+from pydantic import ValidationError
 
 from bot.channels.telegram import commands, dialogue
 from bot.channels.telegram.commands import set_menu
@@ -37,6 +40,22 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
 SLOW_DOWN = N_("You are sending messages very quickly. Please wait a few seconds, then go on.")
+
+
+class WebhookHandler(SimpleRequestHandler):
+    """aiogram's webhook handler, except that a body which is not an update (not JSON,
+    `null`, a wrong shape) is answered 400: aiogram let the parse error become a 500."""
+
+    async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
+        try:
+            raw = await request.json(loads=bot.session.json_loads)
+            update = Update.model_validate(raw, context={"bot": bot})
+        except (ValueError, ValidationError):  # JSON and UTF-8 errors are ValueErrors
+            return web.json_response({"ok": False, "error": "not an update"}, status=400)
+        result: TelegramMethod[Any] | None = await self.dispatcher.feed_webhook_update(
+            bot, update, **self.data
+        )
+        return web.Response(body=self._build_response_writer(bot=bot, result=result))
 
 
 def get_routers(staff_chat_id: int | None) -> list[Router]:
@@ -118,7 +137,7 @@ class TelegramChannel:
         """Mount the webhook route (before the app starts) when a public URL is configured."""
         secret = self.settings.telegram_webhook_secret
         if self.settings.telegram_webhook_url and secret is not None:
-            SimpleRequestHandler(
+            WebhookHandler(
                 self.dispatcher,
                 self.bot,
                 # Answer Telegram only after the update was handled and stored, so a
