@@ -132,7 +132,18 @@ class DeliveryService:
     async def dispatch_once(self) -> bool:
         """Send and settle one due message. False when nothing is due (or all are taken)."""
         now = self.clock()
-        for candidate in await self.repos.messages.due(now, limit=20):
+        for listed in await self.repos.messages.due(now, limit=20):
+            # One customer's messages arrive in the order they were written: the head of
+            # their queue goes first, even when it is beyond this batch; the others wait for
+            # it outside the due list. Left in it, they filled every batch while their heads
+            # waited out a 429, and the heads were never reached again.
+            candidate = await self.repos.messages.first_pending(listed.customer_id)
+            if candidate is None:
+                continue
+            if candidate.delivery.next_attempt_at > now:
+                after = candidate.delivery.next_attempt_at + timedelta(milliseconds=1)
+                await self.repos.messages.defer(listed.id, at=after)
+                continue
             lock = await self.repos.locks.acquire(
                 f"delivery:{candidate.id}", self.lease, now=now, owner=self.owner
             )
@@ -148,7 +159,7 @@ class DeliveryService:
                 ):
                     continue
                 if await self.repos.messages.pending_before(message.customer_id, message.seq):
-                    continue  # one customer's messages arrive in the order they were written
+                    continue  # an earlier one was written meanwhile (seq is taken at insert)
                 await self._send(message)
                 return True
             finally:

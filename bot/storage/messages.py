@@ -62,6 +62,22 @@ class MessageRepository(Repository[Message]):
         )
         return doc is not None
 
+    async def first_pending(self, customer_id: str) -> Message | None:
+        """The customer's earliest outbound message still waiting: the head of their queue."""
+        doc = await self.collection.find_one(
+            {
+                "customer_id": customer_id,
+                "direction": Direction.OUTBOUND,
+                "delivery.state": DeliveryState.PENDING,
+            },
+            sort=[("seq", ASCENDING)],
+        )
+        return None if doc is None else self._load(doc)
+
+    async def defer(self, message_id: str, *, at: datetime) -> None:
+        """Move the next attempt to `at`; no attempt is counted."""
+        await self._set_delivery(message_id, next_attempt_at=at)
+
     async def after_seq(self, customer_id: str, seq: int, limit: int = 500) -> list[Message]:
         cursor = (
             self.collection.find({"customer_id": customer_id, "seq": {"$gt": seq}})

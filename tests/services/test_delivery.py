@@ -198,3 +198,27 @@ async def test_c3_2_2_a_customer_gets_messages_in_the_order_they_were_written(
     stored = await container.repos.messages.get(first.id)
     assert stored is not None
     assert stored.delivery.state is DeliveryState.SENT
+
+
+async def test_messages_waiting_behind_a_retried_one_do_not_starve_it(
+    container: Container, clock: FixedClock, sender: RecordingSender
+) -> None:
+    # Found by bench/faults/telegram_429.py: ten chats whose first message met a 429, with
+    # replies queued behind them, filled every batch of due candidates with messages that
+    # must wait for those first ones; the first ones were never reached, nothing was sent.
+    customers = [await customer(container, str(100 + n)) for n in range(10)]
+    sender.results = [RetryLater("429", after_seconds=5, throttled=True) for _ in customers]
+    for c in customers:
+        await container.delivery.enqueue(c, "first", kind="reply")
+    assert await container.delivery.drain() == len(customers)
+    clock.advance(seconds=1)
+    for n in range(3):
+        for c in customers:
+            await container.delivery.enqueue(c, f"reply {n}", kind="reply")
+    for _ in range(20):
+        clock.advance(seconds=1)
+        await container.delivery.drain()
+    assert len(sender.sent) == 4 * len(customers)
+    for c in customers:
+        texts = [m.text for m in sender.sent if m.customer_id == c.id]
+        assert texts == ["first", "reply 0", "reply 1", "reply 2"]
