@@ -60,12 +60,22 @@ class RateLimiter:
             self._next_in_chat = {c: t for c, t in self._next_in_chat.items() if t > now}
         return slot
 
+    def busy_for(self, chat_id: int) -> float:
+        """Seconds until this chat may be sent to again (0: now); reserves nothing."""
+        return max(0.0, self._next_in_chat.get(chat_id, 0.0) - time.monotonic())
+
     async def wait(self, chat_id: int) -> None:
         async with self._lock:
             slot = self._reserve(chat_id, time.monotonic())
         delay = slot - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+# A chat that is not free for longer than this is left for later rather than waited for:
+# the outbox has one dispatcher per process, and a wait inside a send would hold up every
+# other customer's message behind it (a widget reply waiting on a Telegram chat's pacing).
+LONGEST_WAIT_IN_SEND = 0.05
 
 
 class TelegramSender:
@@ -75,6 +85,9 @@ class TelegramSender:
 
     async def send(self, message: Message, customer: Customer) -> SendResult:
         chat_id = int(customer.external_id)
+        busy = self.limiter.busy_for(chat_id)
+        if busy > LONGEST_WAIT_IN_SEND:
+            return RetryLater("telegram: chat paced", after_seconds=busy, throttled=True)
         try:
             for part in chunks(message.text):
                 await self.limiter.wait(chat_id)
