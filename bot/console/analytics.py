@@ -534,6 +534,11 @@ class Strings:
     TOTAL = TOTAL
 
 
+def _decimal(value: float | None, places: int) -> str:
+    """A figure for the CSV; empty where there is nothing to divide by."""
+    return "" if value is None else f"{value:.{places}f}"
+
+
 def csv_rows(view: View, report: Report) -> list[list[object]]:
     """The CSV: a header, then one row per figure: (series, day, key, label, value).
 
@@ -571,7 +576,7 @@ def csv_rows(view: View, report: Report) -> list[list[object]]:
             "",
             "",
             view.t(RATING_AVERAGE),
-            "" if average is None else f"{average:.2f}",
+            _decimal(average, 2),
         ]
     )
     on_time_percent = report.on_time_percent
@@ -584,7 +589,7 @@ def csv_rows(view: View, report: Report) -> list[list[object]]:
             "",
             "on_time_percent",
             view.t(ON_TIME_PERCENT),
-            "" if on_time_percent is None else f"{on_time_percent:.1f}",
+            _decimal(on_time_percent, 1),
         ],
     ]
     adoption = report.adoption_percent
@@ -596,7 +601,7 @@ def csv_rows(view: View, report: Report) -> list[list[object]]:
             "",
             "adoption_percent",
             view.t(ADOPTION_PERCENT),
-            "" if adoption is None else f"{adoption:.1f}",
+            _decimal(adoption, 1),
         ],
     ]
     for bucket, count in report.backlog:

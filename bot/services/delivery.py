@@ -158,8 +158,6 @@ class DeliveryService:
                     or message.delivery.next_attempt_at > now
                 ):
                     continue
-                if await self.repos.messages.pending_before(message.customer_id, message.seq):
-                    continue  # an earlier one was written meanwhile (seq is taken at insert)
                 await self._send(message)
                 return True
             finally:

@@ -135,10 +135,7 @@ class DialogueService:
         conversation = await self._conversation(channel, external_id, locale_hint)
         customer = await self.repos.customers.find(channel, external_id)
         locale = customer.locale if customer else conversation.locale
-        if conversation.aside is not None and customer is not None:
-            menu = await self.privacy_menu.current(conversation, customer)
-            return locale, self._render_prompt(locale, menu)
-        prompt = self._where(locale, conversation)
+        prompt = await self._here(locale, conversation, customer)
         return locale, prompt[0] if prompt else None
 
     async def say(
@@ -193,7 +190,7 @@ class DialogueService:
     ) -> list[Rendered]:
         """Where the customer is: the privacy menu's question, or the flow's."""
         if conversation.aside is not None and customer is not None:
-            menu = await self.privacy_menu.current(conversation, customer)
+            menu = await self.privacy_menu.current(conversation.aside, customer)
             return [self._render_prompt(locale, menu)]
         return self._where(locale, conversation)
 

@@ -260,7 +260,7 @@ class PrivacyService:
                     "channel": r.channel.value,
                     "opened_at": _iso(r.opened_at),
                     "due_at": _iso(r.due_at),
-                    "state": r.state.value if r.id != request.id else "done",
+                    "state": r.state.value,  # this export's own request is closed above
                 }
                 for r in requests
             ],

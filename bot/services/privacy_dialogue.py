@@ -4,6 +4,7 @@ says what is asked; bot/services/privacy.py does the work and logs each request)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bot.domain import privacy_menu as pm
 from bot.domain.flow import (
@@ -101,9 +102,9 @@ class PrivacyMenu:
     def open(self) -> MenuOutcome:
         return MenuOutcome({"step": pm.MENU})
 
-    async def current(self, conversation: Conversation, customer: Customer) -> Prompt:
-        """The question the menu is at."""
-        aside = conversation.aside or {"step": pm.MENU}
+    async def current(self, aside: dict[str, str] | None, customer: Customer) -> Prompt:
+        """The question the menu is at (`aside`: the menu's state; None: its start)."""
+        aside = aside or {"step": pm.MENU}
         step = aside["step"]
         if step == pm.MENU:
             return pm.prompt(pm.MENU, pm.menu_options(await self._facts(customer)))
@@ -141,16 +142,14 @@ class PrivacyMenu:
             command = Command(inp.value)
             if command is Command.HELP:
                 return MenuOutcome(
-                    aside, [Say(Text(pm.MENU_HELP)), await self.current(conversation, customer)]
+                    aside, [Say(Text(pm.MENU_HELP)), await self.current(aside, customer)]
                 )
             if command is Command.BACK and step != pm.MENU:
-                back = {"step": pm.MENU}
-                menu = conversation.model_copy(update={"aside": back})
-                return MenuOutcome(back, [await self.current(menu, customer)])
+                return await self._to({"step": pm.MENU}, customer)
             if command is Command.START:
                 return MenuOutcome(None, passthrough=True)
             return MenuOutcome(None, [Say(Text(pm.CLOSED))])  # cancel, or back from the menu
-        shown = await self.current(conversation, customer)
+        shown = await self.current(aside, customer)
         try:
             return await self._answer(step, aside, customer, inp, shown)
         except Invalid as invalid:
@@ -254,8 +253,7 @@ class PrivacyMenu:
         return MenuOutcome(None, [Say(Text(ERASED))], erased=True)
 
     async def _to(self, aside: dict[str, str], customer: Customer) -> MenuOutcome:
-        moved = Conversation(id="", locale=customer.locale, aside=aside)
-        return MenuOutcome(aside, [await self.current(moved, customer)])
+        return MenuOutcome(aside, [await self.current(aside, customer)])
 
     # ------------------------------------------------------------ what they have
 
@@ -304,8 +302,8 @@ class PrivacyMenu:
         locale = customer.locale
         render = self.i18n.render
 
-        def day(value: object) -> str:
-            return self.i18n.format_date(locale, value)  # type: ignore[arg-type]
+        def day(value: datetime) -> str:
+            return self.i18n.format_date(locale, value.date())
 
         tickets = await self.repos.tickets.all_for_customer(customer.id)
         ticket_lines = [
@@ -319,7 +317,7 @@ class PrivacyMenu:
                         "reference": t.reference,
                         "category": Text(CATEGORY_LABELS[t.category]),
                         "status": Text(STATUS_LABELS[t.status]),
-                        "date": day(t.created_at.date()),
+                        "date": day(t.created_at),
                     },
                 ),
             )
@@ -334,7 +332,7 @@ class PrivacyMenu:
                     {
                         "purpose": Text(PURPOSES[purpose]),
                         "decision": Text(GIVEN if record.granted else REFUSED),
-                        "date": day(record.at.date()),
+                        "date": day(record.at),
                         "version": record.notice_version,
                     },
                 ),

@@ -49,19 +49,6 @@ class MessageRepository(Repository[Message]):
         )
         return 0 if doc is None else int(doc["seq"])
 
-    async def pending_before(self, customer_id: str, seq: int) -> bool:
-        """Whether an earlier outbound message to this customer is still waiting to be sent."""
-        doc = await self.collection.find_one(
-            {
-                "customer_id": customer_id,
-                "seq": {"$lt": seq},
-                "direction": Direction.OUTBOUND,
-                "delivery.state": DeliveryState.PENDING,
-            },
-            projection={"_id": 1},
-        )
-        return doc is not None
-
     async def first_pending(self, customer_id: str) -> Message | None:
         """The customer's earliest outbound message still waiting: the head of their queue."""
         doc = await self.collection.find_one(
