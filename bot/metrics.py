@@ -41,6 +41,11 @@ class Metrics:
             ["channel", "outcome"],
             registry=r,
         )
+        self.delivery_idle = Gauge(
+            "feedback_delivery_idle",
+            "1 while this process's delivery dispatcher sleeps between two drains",
+            registry=r,
+        )
         self.widget_connections = Gauge(
             "feedback_widget_connections", "Open widget connections in this process", registry=r
         )

@@ -242,8 +242,10 @@ class DeliveryService:
             if self._stopping:
                 break
             self._wake.clear()
+            self.metrics.delivery_idle.set(1)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self.metrics.delivery_idle.set(0)
 
     def stop(self) -> None:
         self._stopping = True
