@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 from pymongo import MongoClient  # noqa: E402
 
 from bot.config import _user_cache_dir  # noqa: E402
-from bot.storage.embedded import EmbeddedDatabase, free_port  # noqa: E402
+from bot.storage.embedded import EmbeddedDatabase, free_port, index_ids  # noqa: E402
 
 BENCH = ROOT / "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -152,6 +152,13 @@ BENCH_DB = f"bench_{os.getpid()}"
 class BenchDatabase:
     uri: str
     pid: int | None  # FerretDB's process, for its CPU time; None: MONGODB_URI
+    sqlite_dir: Path | None = None  # the embedded server's files (see index_ids)
+
+    def prepare(self) -> None:
+        """What `bot serve` does to the embedded database it starts: the `_id` indexes
+        (bot.storage.embedded.index_ids). Call it once the collections exist."""
+        if self.sqlite_dir is not None:
+            index_ids(self.sqlite_dir, BENCH_DB)
 
 
 @contextmanager
@@ -169,7 +176,7 @@ def embedded_database(workdir: Path) -> Iterator[BenchDatabase]:
         return
     db = EmbeddedDatabase.start(_user_cache_dir() / "feedback-bot", workdir / "ferretdb")
     try:
-        yield BenchDatabase(db.uri, db.process.pid)
+        yield BenchDatabase(db.uri, db.process.pid, db.sqlite_dir)
     finally:
         db.stop()
 
@@ -215,13 +222,16 @@ def service_env(**overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def service(workdir: Path, uri: str, *, limits: bool = True, **env: str) -> Iterator[Child]:
-    """`python -m bot serve` on the given database, as tests/processes.py runs it."""
+def service(
+    workdir: Path, db: BenchDatabase, *, limits: bool = True, **env: str
+) -> Iterator[Child]:
+    """`python -m bot serve` on the given database, as tests/processes.py runs it, and the
+    database prepared as the service prepares the embedded one it starts itself."""
     port = free_port()
     log = workdir / f"service-{port}.log"
     settings = {
         "BOT_HTTP_PORT": str(port),
-        "MONGODB_URI": uri,
+        "MONGODB_URI": db.uri,
         "BOT_MONGODB_DATABASE": BENCH_DB,
         "BOT_DATA_DIR": str(workdir / "data"),
         "BOT_RETENTION_INTERVAL_MINUTES": "100000",
@@ -239,7 +249,8 @@ def service(workdir: Path, uri: str, *, limits: bool = True, **env: str) -> Iter
         )
     child = Child(process, port, log)
     try:
-        wait_http(child.base + "/healthz", process, log)
+        wait_http(child.base + "/healthz", process, log)  # 200: collections and indexes made
+        db.prepare()
         yield child
     finally:
         child.stop()
@@ -334,8 +345,8 @@ class AsyncService:
     """`service()` entered from asyncio code without blocking the loop (the fake Bot API
     runs in the same loop and must answer the service while it starts)."""
 
-    def __init__(self, workdir: Path, uri: str, **env: str) -> None:
-        self._cm = service(workdir, uri, **env)
+    def __init__(self, workdir: Path, db: BenchDatabase, **env: str) -> None:
+        self._cm = service(workdir, db, **env)
 
     async def __aenter__(self) -> Child:
         return await asyncio.to_thread(self._cm.__enter__)

@@ -130,7 +130,7 @@ def main() -> None:
                 measure("echo --no-ws-compress", echo, args.connections, False, work / "b.log")
             )
         if not args.skip_service:
-            with embedded_database(work) as db, service(work, db.uri) as ours:
+            with embedded_database(work) as db, service(work, db) as ours:
                 rows.append(measure("service", ours, args.connections, True, work / "c.log"))
         print()
         print(

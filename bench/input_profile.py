@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import BENCH_DB, embedded_database, header, loadavg, table
+from common import BENCH_DB, BenchDatabase, embedded_database, header, loadavg, table
 from pymongo import monitoring
 
 from bot.app import Container
@@ -63,11 +63,12 @@ FEEDBACK = [
 ]
 
 
-async def run(uri: str, args: argparse.Namespace) -> None:
+async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
     counter = Counter()
     monitoring.register(counter)
-    container = Container.build(Settings(_env_file=None, mongodb_database=BENCH_DB), uri)  # type: ignore[call-arg]
-    await container.repos.ensure_indexes()
+    container = Container.build(Settings(_env_file=None, mongodb_database=BENCH_DB), db.uri)  # type: ignore[call-arg]
+    container.sqlite_dir = db.sqlite_dir  # prepared as the service prepares it
+    await container.prepare_database()
     dialogue, messages = container.dialogue, container.repos.messages
     visitors = [f"visitor:{secrets.token_urlsafe(16)}" for _ in range(args.customers)]
     t0 = time.monotonic()
@@ -132,7 +133,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp,
         embedded_database(Path(tmp)) as db,
     ):
-        asyncio.run(run(db.uri, args))
+        asyncio.run(run(db, args))
 
 
 if __name__ == "__main__":

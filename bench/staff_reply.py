@@ -79,7 +79,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
     with embedded_database(work) as db:
         async with FakeTelegram() as fake:
             env = telegram_env(fake.base_url, fake.token, webhook=False)
-            async with AsyncService(work, db.uri, **env) as svc:
+            async with AsyncService(work, db, **env) as svc:
                 database = Database(db.uri, BENCH_DB)
                 repos = Repositories.create(database)
                 await fake.wait_for("getUpdates", timeout=60)

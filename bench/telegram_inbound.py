@@ -25,6 +25,7 @@ import aiohttp
 from common import (
     TELEGRAM_SECRET,
     AsyncService,
+    BenchDatabase,
     cpu_seconds,
     embedded_database,
     header,
@@ -87,14 +88,14 @@ async def queued(update: dict[str, Any]) -> None:
 
 
 async def run_mode(
-    mode: str, work: Path, uri: str, args: argparse.Namespace, base_chat: int
+    mode: str, work: Path, db: BenchDatabase, args: argparse.Namespace, base_chat: int
 ) -> list[object]:
     webhook = mode == "webhook"
     # A bot of its own per mode: update ids start again at 1 with each fake, and the
     # service would take the second mode's updates for redeliveries of the first's.
     async with FakeTelegram(token=f"{700_000 + base_chat // 100_000}:BENCH") as fake:
         env = telegram_env(fake.base_url, fake.token, webhook=webhook)
-        async with AsyncService(work, uri, **env) as svc, aiohttp.ClientSession() as http:
+        async with AsyncService(work, db, **env) as svc, aiohttp.ClientSession() as http:
             await fake.wait_for(lambda c: c.method in ("getUpdates", "setWebhook"), timeout=60)
             url = svc.base + "/telegram/webhook"
             headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
@@ -157,7 +158,7 @@ async def main_async(args: argparse.Namespace) -> None:
         work = Path(tmp)
         with embedded_database(work) as db:
             for n, mode in enumerate(args.modes):
-                rows.append(await run_mode(mode, work, db.uri, args, 10_000 + n * 100_000))
+                rows.append(await run_mode(mode, work, db, args, 10_000 + n * 100_000))
     print()
     print(
         table(

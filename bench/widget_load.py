@@ -152,7 +152,7 @@ def main() -> None:
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-widget-") as tmp:
         work = Path(tmp)
-        with embedded_database(work) as db, service(work, db.uri) as ours:
+        with embedded_database(work) as db, service(work, db) as ours:
             rates: list[int] = list(args.rates)
             c, r, ours_sat = run_steps("service", ours, db.pid, args, work / "load-ours.log", rates)
             conns += c

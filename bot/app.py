@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -44,7 +45,7 @@ from bot.sharing import (
     socketio_manager,
 )
 from bot.storage import Database, DatabaseUnavailable, Repositories
-from bot.storage.embedded import EmbeddedDatabase
+from bot.storage.embedded import EmbeddedDatabase, index_ids, sqlite_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Container:
     indexes_ready: asyncio.Event = field(default_factory=asyncio.Event)
     # Every rate limit of this process: in memory, or in Redis shared by every process.
     rate_limits: Storage = field(default_factory=MemoryStorage)
+    # The embedded database's files, when that is the database (see index_ids).
+    sqlite_dir: Path | None = None
 
     @classmethod
     def build(cls, settings: Settings, uri: str, clock: Clock = utcnow) -> Container:
@@ -171,11 +174,21 @@ class Container:
             rate_limits=rate_limits,
         )
 
+    async def prepare_database(self) -> None:
+        """Every collection and index; on the embedded database, its `_id` indexes too."""
+        await self.repos.ensure_indexes()
+        if self.sqlite_dir is not None:
+            created = await asyncio.to_thread(
+                index_ids, self.sqlite_dir, self.settings.mongodb_database
+            )
+            if created:
+                log.info("embedded database: _id indexes added", extra={"count": created})
+
     async def ensure_indexes_until_ready(self, retry_seconds: float = 2.0) -> None:
         """Create indexes at start-up; if the database is down, keep trying (health says 503)."""
         while True:
             try:
-                await self.repos.ensure_indexes()
+                await self.prepare_database()
             except DatabaseUnavailable as exc:
                 log.warning(
                     "database unavailable at start-up; retrying",
@@ -220,8 +233,10 @@ async def tool_container(settings: Settings) -> AsyncIterator[Container]:
         )
         uri = embedded.uri
     container = Container.build(settings, uri)
+    if settings.mongodb_uri is None:
+        container.sqlite_dir = sqlite_dir(settings.data_dir / "ferretdb")
     try:
-        await container.repos.ensure_indexes()
+        await container.prepare_database()
         yield container
     finally:
         await container.close()
@@ -381,6 +396,8 @@ async def serve(settings: Settings) -> None:
         log.info("using MONGODB_URI; no embedded database started")
     try:
         container = Container.build(settings, uri)
+        if embedded is not None:
+            container.sqlite_dir = embedded.sqlite_dir
         runner = web.AppRunner(build_app(container), handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)

@@ -10,7 +10,7 @@ from bot.app import Container
 from bot.config import Settings
 from bot.domain.models import Channel, new_id
 from bot.storage import Database, Repositories
-from bot.storage.embedded import EmbeddedDatabase
+from bot.storage.embedded import EmbeddedDatabase, index_ids
 from tests.redis_server import redis_server
 from tests.support import FixedClock, RecordingSender
 
@@ -21,14 +21,27 @@ def cache_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def mongo_uri(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[str]:
-    """A real MongoDB wire server for the whole run: MONGODB_URI, or the embedded FerretDB."""
-    configured = os.environ.get("MONGODB_URI")
-    if configured:
-        yield configured
+def embedded(
+    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path
+) -> Iterator[EmbeddedDatabase | None]:
+    """The embedded FerretDB for the whole run, or None when MONGODB_URI names a server."""
+    if os.environ.get("MONGODB_URI"):
+        yield None
         return
     with EmbeddedDatabase.start(cache_dir, tmp_path_factory.mktemp("ferretdb")) as db:
-        yield db.uri
+        yield db
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(embedded: EmbeddedDatabase | None) -> str:
+    """A real MongoDB wire server for the whole run: MONGODB_URI, or the embedded FerretDB."""
+    return embedded.uri if embedded is not None else os.environ["MONGODB_URI"]
+
+
+@pytest.fixture(scope="session")
+def sqlite_dir(embedded: EmbeddedDatabase | None) -> Path | None:
+    """The embedded server's files, prepared as the service prepares them (index_ids)."""
+    return None if embedded is None else embedded.sqlite_dir
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +65,11 @@ async def database(mongo_uri: str, db_name: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def repos(database: Database) -> Repositories:
+async def repos(database: Database, db_name: str, sqlite_dir: Path | None) -> Repositories:
     repositories = Repositories.create(database)
     await repositories.ensure_indexes()
+    if sqlite_dir is not None:
+        index_ids(sqlite_dir, db_name)
     return repositories
 
 
@@ -80,10 +95,15 @@ def sender() -> RecordingSender:
 
 @pytest.fixture
 async def container(
-    settings: Settings, mongo_uri: str, clock: FixedClock, sender: RecordingSender
+    settings: Settings,
+    mongo_uri: str,
+    sqlite_dir: Path | None,
+    clock: FixedClock,
+    sender: RecordingSender,
 ) -> AsyncIterator[Container]:
     built = Container.build(settings, mongo_uri, clock=clock)
-    await built.repos.ensure_indexes()
+    built.sqlite_dir = sqlite_dir
+    await built.prepare_database()
     for channel in Channel:
         built.delivery.register(channel, sender)
     yield built

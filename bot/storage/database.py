@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import random
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 from pymongo import DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import CollectionInvalid, ConnectionFailure, DuplicateKeyError
 
 Doc = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
@@ -99,12 +100,17 @@ class Repository(Generic[M]):
         self.collection: AsyncCollection[Doc] = db[self.collection_name]
 
     async def ensure_indexes(self) -> None:
-        """Create the indexes that are missing, one per command.
+        """Create the collection and the indexes that are missing, one per command.
 
         FerretDB v1.24 panics (and drops the connection) on a createIndexes
         command that mixes existing and new indexes, as happens at every restart;
         asking only for the missing ones, one at a time, works on both servers.
         """
+        db = self.collection.database
+        if not await db.list_collection_names(filter={"name": self.collection_name}):
+            # Made now, not at the first write, so that it is there to prepare (index_ids).
+            with contextlib.suppress(CollectionInvalid):  # another process was first
+                await db.create_collection(self.collection_name)
         if not self.indexes:
             return
         existing = {index["name"] async for index in await self.collection.list_indexes()}
