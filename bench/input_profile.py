@@ -5,8 +5,8 @@
 
 In this process (no socket): a Container on a fresh embedded FerretDB, `--customers`
 customers give feedback through DialogueService (as the widget does), then each sends
-free text onto their open ticket, as WidgetNamespace.on_input does (the idempotency
-look-up, the dialogue, the look-up again for the ack, the state). PyMongo's command
+free text onto their open ticket, as WidgetNamespace.on_input does (the dialogue, which
+stores the words once per idempotency key, then the state for the ack). PyMongo's command
 monitoring counts every command and its time, per input, by command and collection.
 """
 
@@ -69,7 +69,7 @@ async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
     container = Container.build(Settings(_env_file=None, mongodb_database=BENCH_DB), db.uri)  # type: ignore[call-arg]
     container.sqlite_dir = db.sqlite_dir  # prepared as the service prepares it
     await container.prepare_database()
-    dialogue, messages = container.dialogue, container.repos.messages
+    dialogue = container.dialogue
     visitors = [f"visitor:{secrets.token_urlsafe(16)}" for _ in range(args.customers)]
     t0 = time.monotonic()
     for v in visitors:
@@ -83,10 +83,12 @@ async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
         t0 = time.monotonic()
         for v in visitors[: args.sample]:
             key = f"widget:bench:{secrets.token_hex(8)}"
-            await messages.by_idempotency_key(key)
             inp = Input.text("One more thing: the page froze again today.")
-            await dialogue.handle(Channel.WIDGET, v, inp, locale_hint="en", idempotency_key=key)
-            await messages.by_idempotency_key(key)
+            handled = await dialogue.handle_input(
+                Channel.WIDGET, v, inp, locale_hint="en", idempotency_key=key
+            )
+            if handled.stored is None or not handled.stored.created:
+                raise RuntimeError("the input was not stored as a new message")
             await dialogue.current(Channel.WIDGET, v, "en")
         elapsed = time.monotonic() - t0
         counter.active = False

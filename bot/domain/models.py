@@ -82,6 +82,8 @@ class Customer(Model):
     display_name: str | None = personal(default=None)
     email: str | None = personal(default=None)
     phone: str | None = personal(default=None)
+    # The ticket filed last: usually the open one new words go to (found by `_id`).
+    last_ticket_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from bot.domain import flow
 from bot.domain.flow import Command, Facts, FlowConfig, Input, Prompt, Say, Transition
-from bot.domain.models import Channel, ConsentPurpose, Conversation, Customer
+from bot.domain.models import Channel, ConsentPurpose, Conversation, Customer, Message
 from bot.domain.privacy import NOTICE_VERSION, conversation_key
 from bot.domain.privacy_menu import NOTHING_HELD
 from bot.domain.text import N_, Text
@@ -26,6 +26,7 @@ from bot.services.privacy_dialogue import ExportFile, MenuOutcome, PrivacyMenu
 from bot.services.tickets import NO_TICKETS, TicketService
 from bot.storage import Repositories
 from bot.storage.conversations import ConcurrentUpdate
+from bot.storage.database import Inserted
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,15 @@ class Rendered:
     erased: bool = False  # the customer's data was just erased: a channel forgets them too
 
 
+@dataclass(frozen=True)
+class Handled:
+    """What one input did: the replies, and the customer's words when they went onto
+    their open ticket as a message (`created` False: that input was stored before)."""
+
+    replies: list[Rendered]
+    stored: Inserted[Message] | None = None
+
+
 class DialogueService:
     def __init__(
         self,
@@ -95,6 +105,20 @@ class DialogueService:
         locale_hint: str | None = None,
         idempotency_key: str | None = None,
     ) -> list[Rendered]:
+        handled = await self.handle_input(
+            channel, external_id, inp, locale_hint=locale_hint, idempotency_key=idempotency_key
+        )
+        return handled.replies
+
+    async def handle_input(
+        self,
+        channel: Channel,
+        external_id: str,
+        inp: Input,
+        *,
+        locale_hint: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Handled:
         self.metrics.dialogue_events.labels(channel.value).inc()
         for _ in range(3):
             try:
@@ -133,7 +157,7 @@ class DialogueService:
     ) -> tuple[str, Rendered | None]:
         """The customer's language and the question they are at (None: no flow running)."""
         conversation = await self._conversation(channel, external_id, locale_hint)
-        customer = await self.repos.customers.find(channel, external_id)
+        customer = await self._customer(conversation, channel, external_id)
         locale = customer.locale if customer else conversation.locale
         prompt = await self._here(locale, conversation, customer)
         return locale, prompt[0] if prompt else None
@@ -205,6 +229,20 @@ class DialogueService:
             return stored
         return Conversation(id=key, locale=self.i18n.negotiate(locale_hint))
 
+    async def _customer(
+        self, conversation: Conversation, channel: Channel, external_id: str
+    ) -> Customer | None:
+        """The customer behind this identity: by the id their dialogue keeps (a look-up by
+        `_id`), else by the channel identity (a search)."""
+        if conversation.customer_id is not None:
+            customer = await self.repos.customers.get(conversation.customer_id)
+            if customer is not None and (customer.channel, customer.external_id) == (
+                channel,
+                external_id,
+            ):
+                return customer
+        return await self.repos.customers.find(channel, external_id)
+
     async def _facts(self, customer: Customer | None) -> Facts:
         if customer is None:
             return Facts()
@@ -223,25 +261,25 @@ class DialogueService:
         inp: Input,
         locale_hint: str | None,
         idempotency_key: str | None,
-    ) -> list[Rendered]:
+    ) -> Handled:
         conversation = await self._conversation(channel, external_id, locale_hint)
-        customer = await self.repos.customers.find(channel, external_id)
+        customer = await self._customer(conversation, channel, external_id)
         locale = conversation.locale
 
         if idempotency_key is not None and conversation.last_input == idempotency_key:
             # The same input delivered again (a channel retrying after a failure): it was
             # applied once already, so only show where the customer is now.
-            return await self._here(locale, conversation, customer)
+            return Handled(await self._here(locale, conversation, customer))
 
         if inp.kind == "command" and inp.value == Command.PRIVACY:
-            return await self._open_privacy(conversation, customer, idempotency_key)
+            return Handled(await self._open_privacy(conversation, customer, idempotency_key))
         if conversation.aside is not None:
             if customer is None:  # erased on another device meanwhile
                 conversation = conversation.model_copy(update={"aside": None})
             else:
                 replies = await self._privacy_input(conversation, customer, inp, idempotency_key)
                 if replies is not None:
-                    return replies
+                    return Handled(replies)
                 conversation = conversation.model_copy(update={"aside": None})
 
         stale_choice = inp.kind == "choice" and conversation.step is None
@@ -251,39 +289,46 @@ class DialogueService:
             # An answer to another question (a button pressed twice, an old message, a
             # resend after another device moved on): not an answer to this one, and not
             # words for the ticket either. Show where they are.
-            return self._where(locale, conversation)
+            return Handled(self._where(locale, conversation))
 
         if conversation.step is None and inp.kind != "command":
             # Outside the flow: words and files go onto the open ticket, if there is one.
-            ticket = None if customer is None else await self.repos.tickets.latest_open(customer.id)
-            if customer is not None and ticket is not None:
-                attachments = [inp.attachment] if inp.attachment is not None else []
-                text = flow.clean_text(inp.value)  # the words, or a file's caption
-                await self.tickets.add_customer_message(
-                    customer,
-                    ticket,
-                    text,
-                    attachments=attachments,
-                    idempotency_key=idempotency_key,
-                )
-                return [
-                    self._say(
-                        customer.locale, Text(ADDED_TO_TICKET, {"reference": ticket.reference})
-                    )
-                ]
+            if customer is not None:
+                handled = await self._onto_ticket(customer, inp, idempotency_key)
+                if handled is not None:
+                    return handled
             inp = Input.command(Command.START)
         elif conversation.step is None and inp.value in (
             Command.BACK,
             Command.CANCEL,
             Command.HELP,
         ):
-            return [self._say(locale, Text(NO_FLOW_HELP))]
+            return Handled([self._say(locale, Text(NO_FLOW_HELP))])
 
         facts = await self._facts(customer)
         transition = flow.handle(conversation, inp, self.config, facts)
         customer = await self._apply(transition, channel, external_id, customer, locale)
         await self._store(transition, customer, idempotency_key)
-        return [self._render(locale, reply) for reply in transition.replies]
+        return Handled([self._render(locale, reply) for reply in transition.replies])
+
+    async def _onto_ticket(
+        self, customer: Customer, inp: Input, idempotency_key: str | None
+    ) -> Handled | None:
+        """Words or a file outside the flow, onto the open ticket; None: there is none."""
+        ticket = await self.repos.tickets.latest_open(customer.id, customer.last_ticket_id)
+        if ticket is None:
+            if idempotency_key is not None:
+                earlier = await self.repos.messages.by_idempotency_key(idempotency_key)
+                if earlier is not None:  # kept on a ticket that was closed since
+                    return Handled([], Inserted(earlier, created=False))
+            return None
+        attachments = [inp.attachment] if inp.attachment is not None else []
+        text = flow.clean_text(inp.value)  # the words, or a file's caption
+        stored = await self.tickets.add_customer_message(
+            customer, ticket, text, attachments=attachments, idempotency_key=idempotency_key
+        )
+        added = Text(ADDED_TO_TICKET, {"reference": ticket.reference})
+        return Handled([self._say(customer.locale, added)], stored)
 
     async def _apply(
         self,

@@ -36,6 +36,7 @@ from bot.i18n import I18n
 from bot.metrics import Metrics
 from bot.services.delivery import Clock, DeliveryService
 from bot.storage import Repositories
+from bot.storage.database import Inserted
 from bot.storage.tickets import TicketQuery
 
 log = logging.getLogger(__name__)
@@ -194,8 +195,7 @@ class TicketService:
         if not inserted.created and ticket.status is not TicketStatus.RECEIVED:
             return ticket
         contact = answers.get("contact") or {}
-        if contact:
-            await self.repos.customers.update_fields(customer.id, **contact)
+        await self.repos.customers.update_fields(customer.id, **contact, last_ticket_id=ticket.id)
         await self._acknowledge(customer, ticket)
         ticket = await self.get(ticket.id)
         if inserted.created:
@@ -421,8 +421,9 @@ class TicketService:
         *,
         attachments: list[Attachment] | None = None,
         idempotency_key: str | None = None,
-    ) -> Message:
-        """Free text after filing goes onto the open ticket; a waiting ticket wakes up."""
+    ) -> Inserted[Message]:
+        """Free text after filing goes onto the open ticket; a waiting ticket wakes up.
+        Stored once per idempotency key (created False: it was stored before)."""
         message = Message(
             customer_id=customer.id,
             channel=customer.channel,
@@ -447,7 +448,7 @@ class TicketService:
             await self.repos.tickets.transition(ticket.id, ticket.status, event)
         if stored.created:
             await self._notify("customer_message", ticket, stored.item)
-        return stored.item
+        return stored
 
     async def status_report(self, customer: Customer) -> Text:
         """What the customer sees when they ask for the status of their tickets."""

@@ -13,7 +13,7 @@ from bot.storage.customers import CustomerRepository
 from bot.storage.database import Database, DatabaseUnavailable, Repository
 from bot.storage.inbound import InboundEventRepository
 from bot.storage.locks import LockRepository
-from bot.storage.messages import MessageRepository
+from bot.storage.messages import MessageRepository, SequenceRepository
 from bot.storage.privacy import PrivacyRequestRepository
 from bot.storage.refusals import RefusalRepository
 from bot.storage.staff import StaffRepository
@@ -27,6 +27,7 @@ class Repositories:
     conversations: ConversationRepository
     tickets: TicketRepository
     messages: MessageRepository
+    sequences: SequenceRepository
     consents: ConsentRepository
     staff: StaffRepository
     audit: AuditRepository
@@ -43,11 +44,13 @@ class Repositories:
     def create(cls, database: Database) -> Repositories:
         db = database.db
         locks = LockRepository(db)
+        sequences = SequenceRepository(db)
         return cls(
-            customers=CustomerRepository(db),
+            customers=CustomerRepository(db, sequences=sequences),
             conversations=ConversationRepository(db, locks=locks),
             tickets=TicketRepository(db, locks=locks),
-            messages=MessageRepository(db),
+            messages=MessageRepository(db, sequences=sequences),
+            sequences=sequences,
             consents=ConsentRepository(db),
             staff=StaffRepository(db),
             audit=AuditRepository(db),

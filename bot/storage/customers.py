@@ -7,6 +7,7 @@ from pymongo import ASCENDING, IndexModel
 
 from bot.domain.models import Channel, Customer, utcnow
 from bot.storage.database import Repository
+from bot.storage.messages import SequenceRepository
 
 
 class CustomerRepository(Repository[Customer]):
@@ -17,6 +18,10 @@ class CustomerRepository(Repository[Customer]):
         IndexModel([("updated_at", ASCENDING)]),  # retention
     )
 
+    def __init__(self, *args: object, sequences: SequenceRepository, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.sequences = sequences
+
     async def get_or_create(self, channel: Channel, external_id: str, locale: str) -> Customer:
         """One record per channel identity, even when two first messages race."""
         existing = await self.find(channel, external_id)
@@ -26,6 +31,8 @@ class CustomerRepository(Repository[Customer]):
         inserted = await self._insert_unique(
             fresh, {"channel": channel, "external_id": external_id}
         )
+        if inserted.created:
+            await self.sequences.begin(inserted.item.id)
         return inserted.item
 
     async def find(self, channel: Channel, external_id: str) -> Customer | None:

@@ -1,11 +1,67 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import random
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pydantic import BaseModel, Field
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from bot.domain.models import DeliveryState, Direction, Message
 from bot.storage.database import Inserted, Repository, attachment_refs_in_use
+
+
+def message_id(idempotency_key: str) -> str:
+    """A message's `_id`, derived from its idempotency key: a repeated input is found, and
+    refused by the `_id` index, with a look-up by `_id` (a search by key scans on FerretDB)."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+class Sequence(BaseModel):
+    customer_id: str = Field(alias="_id")
+    last: int
+
+
+class SequenceRepository(Repository[Sequence]):
+    """The last message number of each customer.
+
+    Numbering a message used to mean finding the customer's highest number among all
+    messages: a scan of the whole collection on FerretDB, slower as messages pile up.
+    Now it is one increment by `_id`. The unique index (customer_id, seq) of messages
+    stays the judge: FerretDB's increments are not atomic, and a writer that got a number
+    already taken takes the next one.
+    """
+
+    collection_name = "message_sequences"
+    model = Sequence
+
+    async def begin(self, customer_id: str) -> None:
+        """A new customer's counter, at 0 (so their first message needs no search)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.collection.insert_one({"_id": customer_id, "last": 0})
+
+    async def next(self, customer_id: str, highest: Callable[[], Awaitable[int]]) -> int:
+        for _ in range(3):
+            doc = await self.collection.find_one_and_update(
+                {"_id": customer_id}, {"$inc": {"last": 1}}, return_document=ReturnDocument.AFTER
+            )
+            if doc is not None:
+                return int(doc["last"])
+            # No counter (numbered before counters existed): start from the messages.
+            with contextlib.suppress(DuplicateKeyError):  # another writer started it
+                await self.collection.insert_one({"_id": customer_id, "last": await highest()})
+        raise RuntimeError("message counter keeps disappearing")  # erased meanwhile
+
+    async def last(self, customer_id: str) -> int | None:
+        doc = await self.collection.find_one({"_id": customer_id})
+        return None if doc is None else int(doc["last"])
+
+    async def forget(self, customer_id: str) -> None:
+        await self.collection.delete_one({"_id": customer_id})
 
 
 class MessageRepository(Repository[Message]):
@@ -26,24 +82,56 @@ class MessageRepository(Repository[Message]):
         IndexModel([("delivery.state", ASCENDING), ("delivery.next_attempt_at", ASCENDING)]),
     )
 
-    async def append(self, message: Message) -> Inserted[Message]:
-        """Store with the next per-customer sequence number; a repeated key stores nothing."""
-        key = {"idempotency_key": message.idempotency_key}
-        existing = await self.collection.find_one(key)
-        if existing is not None:
-            return Inserted(self._load(existing), created=False)
-        return await self._insert_numbered(
-            lambda seq: message.model_copy(update={"seq": seq}),
-            scope={"customer_id": message.customer_id},
-            field="seq",
-            key=key,
-        )
+    def __init__(self, *args: object, sequences: SequenceRepository, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.sequences = sequences
+
+    async def append(self, message: Message, attempts: int = 50) -> Inserted[Message]:
+        """Store with the next per-customer sequence number; a repeated key stores nothing.
+
+        Inserted first and asked afterwards: the `_id` (from the key) or the key's own
+        index refuses a repeat, and only then is the stored one read.
+        """
+        mid = message_id(message.idempotency_key)
+        for attempt in range(attempts):
+            seq = await self.sequences.next(
+                message.customer_id, lambda: self._highest_seq(message.customer_id)
+            )
+            item = message.model_copy(update={"id": mid, "seq": seq})
+            try:
+                await self.collection.insert_one(self._dump(item))
+            except DuplicateKeyError:
+                existing = await self.by_idempotency_key(message.idempotency_key)
+                if existing is not None:
+                    return Inserted(existing, created=False)
+                # The number was taken (two writers at once): take the next one.
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
+                continue
+            return Inserted(item, created=True)
+        raise RuntimeError(f"no free message number after {attempts} tries")
 
     async def by_idempotency_key(self, key: str) -> Message | None:
-        doc = await self.collection.find_one({"idempotency_key": key})
+        doc = await self.collection.find_one({"_id": message_id(key)})
+        if doc is None:  # stored before ids came from keys
+            doc = await self.collection.find_one({"idempotency_key": key})
         return None if doc is None else self._load(doc)
 
     async def latest_seq(self, customer_id: str) -> int:
+        """The customer's highest message number (0: none), or a little above it: a
+        number is counted before its message is stored, and one may never be."""
+        last = await self.sequences.last(customer_id)
+        return await self._highest_seq(customer_id) if last is None else last
+
+    async def reaches(self, customer_id: str, seq: int) -> bool:
+        """Whether the customer's messages go as far as number `seq` (a device's last)."""
+        last = await self.sequences.last(customer_id)
+        if last is not None and last >= seq:
+            return True
+        # No counter, or one behind: FerretDB's increments are not atomic, so ask the
+        # messages themselves before telling a device its messages are gone.
+        return await self._highest_seq(customer_id) >= seq
+
+    async def _highest_seq(self, customer_id: str) -> int:
         doc = await self.collection.find_one(
             {"customer_id": customer_id}, sort=[("seq", DESCENDING)], projection={"seq": 1}
         )
@@ -85,7 +173,9 @@ class MessageRepository(Repository[Message]):
         return (await self.collection.delete_many({"ticket_id": ticket_id})).deleted_count
 
     async def delete_for_customer(self, customer_id: str) -> int:
-        return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+        deleted = (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+        await self.sequences.forget(customer_id)
+        return deleted
 
     async def last_at(self, customer_id: str) -> datetime | None:
         """When the customer's conversation last had a message (retention: activity)."""

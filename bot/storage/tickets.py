@@ -193,7 +193,14 @@ class TicketRepository(Repository[Ticket]):
         """Which of `refs` an attachment of some ticket points to."""
         return await attachment_refs_in_use(self.collection, refs)
 
-    async def latest_open(self, customer_id: str) -> Ticket | None:
+    async def latest_open(self, customer_id: str, last: str | None = None) -> Ticket | None:
+        """The customer's newest open ticket. `last`, the ticket they filed last, is it
+        whenever it is still open: one look-up by `_id` instead of a search."""
+        if last is not None:
+            ticket = await self.get(last)
+            if ticket is not None and ticket.customer_id == customer_id:  # noqa: SIM102
+                if ticket.status in OPEN_STATUSES:
+                    return ticket
         doc = await self.collection.find_one(
             {"customer_id": customer_id, "status": {"$in": OPEN_STATUSES}},
             sort=[("created_at", DESCENDING)],

@@ -111,6 +111,29 @@ async def test_a_message_resent_with_the_same_client_id_is_stored_once(
     assert inbound == ["Also: the coupon field is hidden."]
 
 
+async def test_words_resent_after_their_ticket_closed_do_not_start_a_new_feedback(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    await visitor.give_feedback()
+    first = await visitor.send("text", "It froze again.", client_id="msg-0002")
+    repos = service.container.repos
+    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
+    assert customer is not None
+    await repos.tickets.collection.update_many(
+        {"customer_id": customer.id}, {"$set": {"status": "closed"}}
+    )
+    # The ack was lost; the widget sends the same words again after staff closed the ticket.
+    again = await visitor.send("text", "It froze again.", client_id="msg-0002")
+    assert again["duplicate"] is True
+    assert again["seq"] == first["seq"]
+    assert again["prompt"] is None  # not the privacy notice of a new feedback
+    conversation = await repos.conversations.get(
+        conversation_key(Channel.WIDGET.value, customer.external_id)
+    )
+    assert conversation is not None
+    assert conversation.step is None
+
+
 async def test_an_answer_resent_with_the_same_client_id_moves_the_flow_once(
     visitor: WidgetVisitor,
 ) -> None:

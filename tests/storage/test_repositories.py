@@ -244,3 +244,81 @@ async def test_indexes_are_completed_at_every_start(repos: Repositories) -> None
     await repos.ensure_indexes()
     names = {index["name"] async for index in await repos.tickets.collection.list_indexes()}
     assert {"flow_id_1", "reference_1", "ref_year_1_ref_number_1"} <= names
+
+
+def words(customer_id: str, text: str, **extra: object) -> Message:
+    return Message(
+        customer_id=customer_id,
+        channel=Channel.WIDGET,
+        direction=Direction.INBOUND,
+        author=Author.CUSTOMER,
+        text=text,
+        **extra,
+    )
+
+
+async def test_numbering_goes_on_from_messages_stored_before_counters(
+    repos: Repositories,
+) -> None:
+    # Stored as the repository did before message_sequences existed: no counter.
+    for seq in (1, 2, 3):
+        await repos.messages.insert(words("old", f"w{seq}", seq=seq))
+    assert await repos.sequences.last("old") is None
+    assert await repos.messages.latest_seq("old") == 3
+    appended = await repos.messages.append(words("old", "w4"))
+    assert appended.item.seq == 4
+    assert await repos.sequences.last("old") == 4
+
+
+async def test_a_counter_behind_its_messages_neither_loses_nor_repeats_a_number(
+    repos: Repositories,
+) -> None:
+    for n in range(3):
+        await repos.messages.append(words("c", f"w{n}"))
+    # A lost increment (FerretDB's are not atomic) leaves the counter behind.
+    await repos.sequences.collection.update_one({"_id": "c"}, {"$set": {"last": 1}})
+    assert await repos.messages.reaches("c", 3)  # a device that saw 3 is not told "erased"
+    assert not await repos.messages.reaches("c", 4)
+    appended = await repos.messages.append(words("c", "w3"))
+    assert appended.item.seq == 4  # 2 and 3 were taken: the unique index said so
+    assert [m.seq for m in await repos.messages.all_for_customer("c")] == [1, 2, 3, 4]
+
+
+async def test_a_message_stored_under_a_random_id_is_still_found_by_its_key(
+    repos: Repositories,
+) -> None:
+    await repos.messages.insert(words("c", "before", idempotency_key="widget:x:1", seq=1))
+    found = await repos.messages.by_idempotency_key("widget:x:1")
+    assert found is not None
+    assert found.text == "before"
+    again = await repos.messages.append(words("c", "resent", idempotency_key="widget:x:1"))
+    assert not again.created
+    assert again.item.text == "before"
+    assert await repos.messages.collection.count_documents({}) == 1
+
+
+async def test_erasing_a_customers_messages_forgets_their_counter(repos: Repositories) -> None:
+    await repos.messages.append(words("gone", "w"))
+    assert await repos.sequences.last("gone") == 1
+    assert await repos.messages.delete_for_customer("gone") == 1
+    assert await repos.sequences.last("gone") is None
+    assert (await repos.messages.append(words("gone", "new life"))).item.seq == 1
+
+
+async def test_the_open_ticket_is_found_from_the_last_one_filed(repos: Repositories) -> None:
+    older = (await repos.tickets.add(make_ticket("c1"), prefix="FB", year=2026)).item
+    later = make_ticket("c1").model_copy(update={"created_at": NOW + timedelta(hours=1)})
+    newer = (await repos.tickets.add(later, prefix="FB", year=2026)).item
+    theirs = (await repos.tickets.add(make_ticket("c2"), prefix="FB", year=2026)).item
+    assert (await repos.tickets.latest_open("c1", newer.id) or older).id == newer.id
+    # Someone else's ticket is never theirs, whatever the hint says.
+    assert (await repos.tickets.latest_open("c1", theirs.id) or theirs).id == newer.id
+    await repos.tickets.collection.update_one(
+        {"_id": newer.id}, {"$set": {"status": TicketStatus.CLOSED}}
+    )
+    # The last one is closed: the search finds the older one still open.
+    assert (await repos.tickets.latest_open("c1", newer.id) or newer).id == older.id
+    await repos.tickets.collection.update_one(
+        {"_id": older.id}, {"$set": {"status": TicketStatus.CLOSED}}
+    )
+    assert await repos.tickets.latest_open("c1", newer.id) is None

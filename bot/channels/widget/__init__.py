@@ -292,7 +292,7 @@ class WidgetChannel:
         try:
             customer = await self.repos.customers.find(Channel.WIDGET, visitor.external_id)
             if last_seq > 0 and (
-                customer is None or await self.repos.messages.latest_seq(customer.id) < last_seq
+                customer is None or not await self.repos.messages.reaches(customer.id, last_seq)
             ):
                 # The widget remembers messages this server no longer has: the customer's
                 # data was erased while this device was away (or the erase's answer was
@@ -397,7 +397,8 @@ class WidgetChannel:
         _, prompt = await self.dialogue.current(Channel.WIDGET, visitor.external_id)
         if prompt is not None and prompt.input_kind != "attachments":
             return "not_now"
-        if prompt is None and await self.repos.tickets.latest_open(customer.id) is None:
+        open_ticket = await self.repos.tickets.latest_open(customer.id, customer.last_ticket_id)
+        if prompt is None and open_ticket is None:
             return "not_now"
         since = utcnow() - timedelta(days=1)
         if await self.repos.uploads.count_since(visitor.room, since) >= UPLOADS_PER_DAY:
@@ -506,18 +507,7 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if payload.kind == "text" and len(payload.value) > limit:
             return self._fail(visitor, "input", "too_large", limit=limit)
         key = f"widget:{visitor.room}:{payload.client_id}"
-        messages = channel.repos.messages
         try:
-            stored = await messages.by_idempotency_key(key)
-            if stored is not None:  # a resend: answer again, store nothing
-                again = (await channel.state(visitor))["prompt"]
-                return self._ok(
-                    "input",
-                    seq=stored.seq,
-                    replies=[again] if again else [],
-                    prompt=again,
-                    duplicate=True,
-                )
             answered = await channel.slash(payload, visitor)
             if answered is not None:
                 state = await channel.state(visitor)
@@ -527,16 +517,24 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if inp is None:
                 code = "not_found" if payload.kind == "file" else "invalid"
                 return self._fail(visitor, "input", code)
-            replies = [
-                prompt_payload(r)
-                for r in await channel.dialogue.handle(
-                    Channel.WIDGET,
-                    visitor.external_id,
-                    inp,
-                    locale_hint=visitor.locale,
-                    idempotency_key=key,
+            handled = await channel.dialogue.handle_input(
+                Channel.WIDGET,
+                visitor.external_id,
+                inp,
+                locale_hint=visitor.locale,
+                idempotency_key=key,
+            )
+            stored = handled.stored
+            if stored is not None and not stored.created:  # a resend: answer again, once
+                again = (await channel.state(visitor))["prompt"]
+                return self._ok(
+                    "input",
+                    seq=stored.item.seq,
+                    replies=[again] if again else [],
+                    prompt=again,
+                    duplicate=True,
                 )
-            ]
+            replies = [prompt_payload(r) for r in handled.replies]
         except (DatabaseUnavailable, ConcurrentUpdate):
             return self._fail(visitor, "input", "unavailable")
         except Exception as exc:  # noqa: BLE001 - a bug costs this input, not the connection
@@ -549,12 +547,11 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             # Their other devices forget the conversation too (history, unsent inputs).
             await channel.sio.emit("erased", {}, room=visitor.room, skip_sid=sid, namespace=NAMESPACE)
         try:
-            stored = await messages.by_idempotency_key(key)
             if stored is not None:  # the customer's other devices show it too
-                ack["seq"] = stored.seq
+                ack["seq"] = stored.item.seq
                 await channel.sio.emit(
                     "message",
-                    message_payload(stored),
+                    message_payload(stored.item),
                     room=visitor.room,
                     skip_sid=sid,
                     namespace=NAMESPACE,
