@@ -1,6 +1,6 @@
 """The delivery service: it owns every outbound message to a customer.
 
-`enqueue` stores the message `pending` (the outbox is the messages collection)
+`enqueue` stores the message `pending` with an entry in the outbox collection,
 and wakes the dispatcher. `run` claims due messages with a lease, hands each to
 its channel's `Sender`, and settles it: sent, retried later with backoff, or
 undeliverable. Any number of dispatchers in any number of processes can run:
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,10 @@ from bot.storage import DatabaseUnavailable, Repositories
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# How often a running dispatcher puts back outbox entries a dead process did not write
+# (MessageRepository.restore_outbox, a scan of all messages); also once at its start.
+RESTORE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -232,8 +237,13 @@ class DeliveryService:
         that the driver reports as a connection error would be swallowed here).
         """
         self._stopping = False
+        restored_at: float | None = None
         while not self._stopping:
             try:
+                if restored_at is None or time.monotonic() - restored_at >= RESTORE_SECONDS:
+                    if restored := await self.repos.messages.restore_outbox():
+                        log.info("outbox entries restored", extra={"count": restored})
+                    restored_at = time.monotonic()
                 await self.drain()
             except DatabaseUnavailable:
                 log.warning("delivery paused: database unavailable")

@@ -13,7 +13,7 @@ from bot.storage.customers import CustomerRepository
 from bot.storage.database import Database, DatabaseUnavailable, Repository
 from bot.storage.inbound import InboundEventRepository
 from bot.storage.locks import LockRepository
-from bot.storage.messages import MessageRepository, SequenceRepository
+from bot.storage.messages import MessageRepository, OutboxRepository, SequenceRepository
 from bot.storage.privacy import PrivacyRequestRepository
 from bot.storage.refusals import RefusalRepository
 from bot.storage.staff import StaffRepository
@@ -28,6 +28,7 @@ class Repositories:
     tickets: TicketRepository
     messages: MessageRepository
     sequences: SequenceRepository
+    outbox: OutboxRepository
     consents: ConsentRepository
     staff: StaffRepository
     audit: AuditRepository
@@ -45,12 +46,14 @@ class Repositories:
         db = database.db
         locks = LockRepository(db)
         sequences = SequenceRepository(db)
+        outbox = OutboxRepository(db)
         return cls(
             customers=CustomerRepository(db, sequences=sequences),
             conversations=ConversationRepository(db, locks=locks),
             tickets=TicketRepository(db, locks=locks),
-            messages=MessageRepository(db, sequences=sequences),
+            messages=MessageRepository(db, sequences=sequences, outbox=outbox),
             sequences=sequences,
+            outbox=outbox,
             consents=ConsentRepository(db),
             staff=StaffRepository(db),
             audit=AuditRepository(db),

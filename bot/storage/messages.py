@@ -64,13 +64,72 @@ class SequenceRepository(Repository[Sequence]):
         await self.collection.delete_one({"_id": customer_id})
 
 
-class MessageRepository(Repository[Message]):
-    """Every message of every conversation; outbound ones double as the outbox.
+class OutboxEntry(BaseModel):
+    id: str = Field(alias="_id")  # the message's
+    customer_id: str
+    seq: int
+    next_attempt_at: datetime
 
-    An outbound message is inserted `pending`; a dispatcher takes the lock
-    `delivery:<id>` (bot.storage.locks), re-reads it, sends it, and marks it sent
-    or schedules a retry, so several dispatchers in several processes never send
-    one message twice.
+
+class OutboxRepository(Repository[OutboxEntry]):
+    """The outbound messages still to be sent, one small document each.
+
+    The dispatchers look for due work several times a second. Asked of all messages,
+    that question cost a scan of every message ever stored on FerretDB; asked here, it
+    costs the few waiting. An entry goes when its message is settled. The message's own
+    `delivery` stays the record: an entry missing for a pending message (a process died
+    between the two writes) is put back by `MessageRepository.restore_outbox`.
+    """
+
+    collection_name = "outbox"
+    model = OutboxEntry
+    indexes = (
+        IndexModel([("next_attempt_at", ASCENDING)]),
+        IndexModel([("customer_id", ASCENDING), ("seq", ASCENDING)]),
+    )
+
+    async def add(self, message: Message) -> bool:
+        entry = OutboxEntry(
+            _id=message.id,
+            customer_id=message.customer_id,
+            seq=message.seq,
+            next_attempt_at=message.delivery.next_attempt_at,
+        )
+        try:
+            await self.collection.insert_one(self._dump(entry))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def due(self, now: datetime, limit: int) -> list[OutboxEntry]:
+        cursor = (
+            self.collection.find({"next_attempt_at": {"$lte": now}})
+            .sort("next_attempt_at", ASCENDING)
+            .limit(limit)
+        )
+        return [self._load(doc) async for doc in cursor]
+
+    async def head(self, customer_id: str) -> OutboxEntry | None:
+        doc = await self.collection.find_one({"customer_id": customer_id}, sort=[("seq", 1)])
+        return None if doc is None else self._load(doc)
+
+    async def reschedule(self, message_id: str, at: datetime) -> None:
+        await self.collection.update_one({"_id": message_id}, {"$set": {"next_attempt_at": at}})
+
+    async def remove(self, message_id: str) -> None:
+        await self.collection.delete_one({"_id": message_id})
+
+    async def delete_for_customer(self, customer_id: str) -> int:
+        return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+
+
+class MessageRepository(Repository[Message]):
+    """Every message of every conversation; the outbound ones waiting are in the outbox.
+
+    An outbound message is inserted `pending`, with an outbox entry; a dispatcher takes
+    the lock `delivery:<id>` (bot.storage.locks), re-reads it, sends it, and marks it
+    sent (the entry goes) or schedules a retry, so several dispatchers in several
+    processes never send one message twice.
     """
 
     collection_name = "messages"
@@ -82,9 +141,16 @@ class MessageRepository(Repository[Message]):
         IndexModel([("delivery.state", ASCENDING), ("delivery.next_attempt_at", ASCENDING)]),
     )
 
-    def __init__(self, *args: object, sequences: SequenceRepository, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        sequences: SequenceRepository,
+        outbox: OutboxRepository,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.sequences = sequences
+        self.outbox = outbox
 
     async def append(self, message: Message, attempts: int = 50) -> Inserted[Message]:
         """Store with the next per-customer sequence number; a repeated key stores nothing.
@@ -103,10 +169,12 @@ class MessageRepository(Repository[Message]):
             except DuplicateKeyError:
                 existing = await self.by_idempotency_key(message.idempotency_key)
                 if existing is not None:
+                    await self._to_outbox(existing)  # if the first writer died before it
                     return Inserted(existing, created=False)
                 # The number was taken (two writers at once): take the next one.
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
                 continue
+            await self._to_outbox(item)
             return Inserted(item, created=True)
         raise RuntimeError(f"no free message number after {attempts} tries")
 
@@ -121,6 +189,24 @@ class MessageRepository(Repository[Message]):
         number is counted before its message is stored, and one may never be."""
         last = await self.sequences.last(customer_id)
         return await self._highest_seq(customer_id) if last is None else last
+
+    async def _to_outbox(self, message: Message) -> None:
+        if message.direction is Direction.OUTBOUND and (
+            message.delivery.state is DeliveryState.PENDING
+        ):
+            await self.outbox.add(message)
+
+    async def restore_outbox(self) -> int:
+        """Put back the entries of pending messages that have none (a process died between
+        storing a message and its entry); returns how many. A scan of every message: for
+        a dispatcher's start and now and then, not for every round."""
+        cursor = self.collection.find(
+            {"direction": Direction.OUTBOUND, "delivery.state": DeliveryState.PENDING}
+        )
+        restored = 0
+        async for doc in cursor:
+            restored += await self.outbox.add(self._load(doc))
+        return restored
 
     async def reaches(self, customer_id: str, seq: int) -> bool:
         """Whether the customer's messages go as far as number `seq` (a device's last)."""
@@ -139,19 +225,17 @@ class MessageRepository(Repository[Message]):
 
     async def first_pending(self, customer_id: str) -> Message | None:
         """The customer's earliest outbound message still waiting: the head of their queue."""
-        doc = await self.collection.find_one(
-            {
-                "customer_id": customer_id,
-                "direction": Direction.OUTBOUND,
-                "delivery.state": DeliveryState.PENDING,
-            },
-            sort=[("seq", ASCENDING)],
-        )
-        return None if doc is None else self._load(doc)
+        while (entry := await self.outbox.head(customer_id)) is not None:
+            message = await self.get(entry.id)
+            if message is not None and message.delivery.state is DeliveryState.PENDING:
+                return message
+            await self.outbox.remove(entry.id)  # settled, or deleted with its ticket
+        return None
 
     async def defer(self, message_id: str, *, at: datetime) -> None:
-        """Move the next attempt to `at`; no attempt is counted."""
-        await self._set_delivery(message_id, next_attempt_at=at)
+        """Leave the message for `at` (its queue's head waits until then); no attempt is
+        counted, and the message itself keeps its own time."""
+        await self.outbox.reschedule(message_id, at)
 
     async def after_seq(self, customer_id: str, seq: int, limit: int = 500) -> list[Message]:
         cursor = (
@@ -174,6 +258,7 @@ class MessageRepository(Repository[Message]):
 
     async def delete_for_customer(self, customer_id: str) -> int:
         deleted = (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+        await self.outbox.delete_for_customer(customer_id)
         await self.sequences.forget(customer_id)
         return deleted
 
@@ -188,20 +273,9 @@ class MessageRepository(Repository[Message]):
         """Which of `refs` an attachment of some message points to."""
         return await attachment_refs_in_use(self.collection, refs)
 
-    async def due(self, now: datetime, limit: int = 50) -> list[Message]:
+    async def due(self, now: datetime, limit: int = 50) -> list[OutboxEntry]:
         """Outbound messages waiting to be sent, oldest first (candidates, not claims)."""
-        cursor = (
-            self.collection.find(
-                {
-                    "direction": Direction.OUTBOUND,
-                    "delivery.state": DeliveryState.PENDING,
-                    "delivery.next_attempt_at": {"$lte": now},
-                }
-            )
-            .sort("delivery.next_attempt_at", ASCENDING)
-            .limit(limit)
-        )
-        return [self._load(doc) async for doc in cursor]
+        return await self.outbox.due(now, limit)
 
     async def _set_delivery(self, message_id: str, **fields: object) -> None:
         await self.collection.update_one(
@@ -212,6 +286,7 @@ class MessageRepository(Repository[Message]):
         await self._set_delivery(
             message_id, state=DeliveryState.SENT, attempts=attempts, sent_at=at, last_error=None
         )
+        await self.outbox.remove(message_id)
 
     async def schedule_retry(
         self, message_id: str, *, attempts: int, at: datetime, error: str
@@ -219,8 +294,10 @@ class MessageRepository(Repository[Message]):
         await self._set_delivery(
             message_id, attempts=attempts, next_attempt_at=at, last_error=error
         )
+        await self.outbox.reschedule(message_id, at)
 
     async def mark_undeliverable(self, message_id: str, *, attempts: int, error: str) -> None:
         await self._set_delivery(
             message_id, state=DeliveryState.UNDELIVERABLE, attempts=attempts, last_error=error
         )
+        await self.outbox.remove(message_id)

@@ -8,7 +8,7 @@ from bot.app import Container
 from bot.config import Settings
 from bot.domain.models import Channel, Customer, DeliveryState
 from bot.metrics import Metrics
-from bot.services.delivery import DeliveryService, RetryLater, Undeliverable
+from bot.services.delivery import DeliveryService, RetryLater, Sent, Undeliverable
 from bot.storage import Database, Repositories
 from tests.support import FixedClock, RecordingSender, eventually
 
@@ -222,3 +222,63 @@ async def test_messages_waiting_behind_a_retried_one_do_not_starve_it(
     for c in customers:
         texts = [m.text for m in sender.sent if m.customer_id == c.id]
         assert texts == ["first", "reply 0", "reply 1", "reply 2"]
+
+
+async def test_the_outbox_holds_only_what_waits(
+    container: Container, sender: RecordingSender
+) -> None:
+    someone = await customer(container)
+    outbox = container.repos.outbox.collection
+    sent = await container.delivery.enqueue(someone, "one", kind="reply")
+    sender.results = [Sent(), Undeliverable("blocked")]
+    failed = await container.delivery.enqueue(someone, "two", kind="reply")
+    assert {d["_id"] async for d in outbox.find({})} == {sent.id, failed.id}
+    assert await container.delivery.drain() == 2
+    assert await outbox.count_documents({}) == 0  # settled either way: nothing left to do
+    # Enqueued again under the same key: stored once, and not queued again.
+    again = await container.delivery.enqueue(
+        someone, "one", kind="reply", idempotency_key=sent.idempotency_key
+    )
+    assert again.id == sent.id
+    assert await outbox.count_documents({}) == 0
+    assert [m.id for m in sender.sent] == [sent.id]
+
+
+async def test_a_message_whose_outbox_entry_was_never_written_is_still_sent(
+    container: Container, sender: RecordingSender
+) -> None:
+    someone = await customer(container)
+    message = await container.delivery.enqueue(someone, "hello", kind="reply")
+    # The process died between storing the message and its outbox entry.
+    await container.repos.outbox.remove(message.id)
+    assert await container.delivery.drain() == 0  # the dispatcher cannot see it...
+    assert await container.repos.messages.restore_outbox() == 1  # ...until it is put back,
+    assert await container.repos.messages.restore_outbox() == 0  # once,
+    assert await container.delivery.drain() == 1
+    assert [m.id for m in sender.sent] == [message.id]
+    # and the dispatcher loop does that when it starts.
+    lost = await container.delivery.enqueue(someone, "again", kind="reply")
+    await container.repos.outbox.remove(lost.id)
+    loop = asyncio.create_task(container.delivery.run())
+    try:
+        await eventually(lambda: _sent(sender, lost.id), "the restored message to be sent")
+    finally:
+        container.delivery.stop()
+        await loop
+
+
+async def _sent(sender: RecordingSender, message_id: str) -> bool | None:
+    return True if any(m.id == message_id for m in sender.sent) else None
+
+
+async def test_an_entry_whose_message_was_deleted_does_not_block_the_queue(
+    container: Container, sender: RecordingSender
+) -> None:
+    someone = await customer(container)
+    first = await container.delivery.enqueue(someone, "first", kind="reply", ticket_id="t1")
+    second = await container.delivery.enqueue(someone, "second", kind="reply")
+    await container.repos.messages.delete_for_ticket("t1")  # retention took its ticket
+    assert await container.delivery.drain() == 1
+    assert [m.id for m in sender.sent] == [second.id]
+    assert await container.repos.outbox.collection.count_documents({}) == 0
+    assert first.id not in {m.id for m in sender.sent}
