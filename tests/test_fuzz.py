@@ -15,6 +15,7 @@ surrogates, wrong types. Properties:
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import secrets
@@ -455,6 +456,9 @@ class Harness:
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> str:
         assert self.http is not None
+        if isinstance(kwargs.get("data"), bytes):
+            # The same body; raw bytes over 1 MiB make aiohttp warn (an error here).
+            kwargs["data"] = io.BytesIO(kwargs["data"])
         async with self.http.request(
             method, URL(self.service.base + url, encoded=True), allow_redirects=False, **kwargs
         ) as response:
