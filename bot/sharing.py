@@ -46,14 +46,16 @@ class SharedStorage(RedisStorage):
             connection_pool=self.pool,  # type: ignore[arg-type]  # handed to redis.asyncio.Redis
         )
 
-    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+    async def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
         """Count a hit; when Redis cannot be reached, let it through (and say so).
 
         The limits guard against floods; an outage of Redis must not turn them into a
         wall that stops every customer from being heard, nor make Telegram updates fail.
         """
         try:
-            return await super().acquire_entry(key, limit, expiry, amount)
+            return await super().acquire_sliding_window_entry(key, limit, expiry, amount)
         except RedisError as exc:
             log.warning("rate limits unavailable; allowing", extra={"cause": type(exc).__name__})
             return True

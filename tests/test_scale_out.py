@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.fernet import Fernet
 from limits import parse
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from pydantic import ValidationError
 
 from bot.app import client_address
@@ -84,7 +84,7 @@ async def test_rate_limits_are_counted_once_for_every_process(redis_url: str) ->
     try:
         limit = parse("3 per minute")
         key = f"test-{id(first)}"
-        one, two = MovingWindowRateLimiter(first), MovingWindowRateLimiter(second)
+        one, two = SlidingWindowCounterRateLimiter(first), SlidingWindowCounterRateLimiter(second)
         assert [await one.hit(limit, key), await two.hit(limit, key)] == [True, True]
         assert await one.hit(limit, key)
         assert not await two.hit(limit, key)
@@ -130,7 +130,7 @@ async def test_while_redis_is_unreachable_the_limits_let_hits_through() -> None:
     )
     storage = rate_limit_storage(settings)
     try:
-        limiter = MovingWindowRateLimiter(storage)
+        limiter = SlidingWindowCounterRateLimiter(storage)
         limit = parse("1 per minute")
         assert [await limiter.hit(limit, "k") for _ in range(3)] == [True, True, True]
         await limiter.clear(limit, "k")

@@ -29,7 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet
 from limits import parse
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from bot.domain.models import AuditEntry, Staff, StaffRole
 from bot.domain.text import N_, Text
@@ -161,7 +161,7 @@ class ConsoleAuth:
         settings = container.settings
         # Shared by every process when several run (bot.sharing): N processes must not
         # allow N times the attempts.
-        self.limiter = MovingWindowRateLimiter(container.rate_limits)
+        self.limiter = SlidingWindowCounterRateLimiter(container.rate_limits)
         self.failures = parse(settings.console_login_failures)
         # An office behind one address shares this one: larger than a single user's.
         self.failures_per_address = parse(settings.console_login_failures_per_address)

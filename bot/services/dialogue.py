@@ -71,6 +71,9 @@ class Handled:
 
     replies: list[Rendered]
     stored: Inserted[Message] | None = None
+    # The customer's language and the question they are at after it (what `current`
+    # answers), when that is known without reading it again; None: ask `current`.
+    where: tuple[str, Rendered | None] | None = None
 
 
 class DialogueService:
@@ -328,7 +331,9 @@ class DialogueService:
             customer, ticket, text, attachments=attachments, idempotency_key=idempotency_key
         )
         added = Text(ADDED_TO_TICKET, {"reference": ticket.reference})
-        return Handled([self._say(customer.locale, added)], stored)
+        # No flow runs and no menu is open (the menu lets only /start through), and
+        # nothing was saved: they are at no question, in their language.
+        return Handled([self._say(customer.locale, added)], stored, (customer.locale, None))
 
     async def _apply(
         self,

@@ -274,3 +274,18 @@ async def test_an_input_delivered_twice_is_applied_once(container: Container) ->
     assert conversation.step == "text"
     assert conversation.answers["rating"] == 4
     assert "text" not in conversation.answers
+
+
+async def test_words_onto_a_ticket_say_where_the_customer_is_as_current_does(
+    container: Container,
+) -> None:
+    chat = Chat(container, "9010", locale="zh_CN")
+    await chat.happy_path()
+    dialogue = container.dialogue
+    handled = await dialogue.handle_input(
+        Channel.TELEGRAM, "9010", Input.text("还有一件事。"), idempotency_key="k-1"
+    )
+    assert handled.stored is not None
+    assert handled.stored.created
+    assert handled.where == await dialogue.current(Channel.TELEGRAM, "9010")
+    assert handled.where == ("zh_CN", None)

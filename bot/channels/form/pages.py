@@ -23,7 +23,7 @@ from aiohttp import web
 from babel import Locale
 from limits import parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from markupsafe import Markup
 
 from bot.channels.form import strings
@@ -188,7 +188,7 @@ class FormPages:
         # normal, a stream of them from one address is not.
         self.posts = parse(posts_per_ip)
         # Shared by every process when several run (bot.sharing).
-        self.limiter = MovingWindowRateLimiter(rate_limits or MemoryStorage())
+        self.limiter = SlidingWindowCounterRateLimiter(rate_limits or MemoryStorage())
         self.env = environment(TEMPLATES)
 
     def register(self, app: web.Application) -> None:

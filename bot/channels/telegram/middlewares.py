@@ -15,7 +15,7 @@ from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, Telegra
 from aiogram.types import Chat, TelegramObject, Update, User
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from bot.storage import DatabaseUnavailable
 from bot.storage.conversations import ConcurrentUpdate
@@ -110,7 +110,7 @@ class FloodControl(BaseMiddleware):
         seconds = max(1, math.ceil(window))  # limits counts whole seconds
         self.messages = RateLimitItemPerSecond(limit, seconds)
         self.notice = RateLimitItemPerSecond(1, seconds)  # one notice per window of flooding
-        self.limiter = MovingWindowRateLimiter(storage)
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.notify = notify
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:

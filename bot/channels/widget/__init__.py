@@ -26,7 +26,7 @@ from aiohttp import ClientPayloadError, web
 from engineio.async_drivers.aiohttp import WebSocket as EngineIOWebSocket
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from pydantic import ValidationError
 
 from bot.channels.widget.schemas import Empty, LanguageChoice, Typing, WidgetAuth, WidgetInput
@@ -189,7 +189,7 @@ class WidgetChannel:
         # per idle connection. Only this server's driver table changes, nothing global.
         self.sio.eio._async = {**self.sio.eio._async, "websocket": UncompressedWebSocket}
         self.sio.register_namespace(WidgetNamespace(self))
-        self.limiter = MovingWindowRateLimiter(rate_limits or MemoryStorage())
+        self.limiter = SlidingWindowCounterRateLimiter(rate_limits or MemoryStorage())
         self.per_connection: RateLimitItem = parse(settings.widget_rate_per_connection)
         self.per_ip: RateLimitItem = parse(settings.widget_rate_per_ip)
         self.connects: RateLimitItem = parse(settings.widget_connects_per_ip)
@@ -556,7 +556,11 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     skip_sid=sid,
                     namespace=NAMESPACE,
                 )
-            state = await channel.state(visitor)
+            if handled.where is not None:  # known already: no need to read it again
+                locale, prompt = handled.where
+                state = {"locale": locale, "prompt": prompt_payload(prompt) if prompt else None}
+            else:
+                state = await channel.state(visitor)
             ack["prompt"] = state["prompt"]
             await channel.emit_state(visitor, skip=sid, state=state)
         except Exception as exc:  # noqa: BLE001 - see above
