@@ -333,6 +333,8 @@ def telegram_env(fake_base: str, token: str, *, webhook: bool) -> dict[str, str]
         "BOT_TELEGRAM_POLLING_TIMEOUT": "1",
         # Every benchmark user is one chat; the flood pause would only hide the service.
         "BOT_TELEGRAM_FLOOD_MESSAGES": "100000",
+        # Telegram's 30 messages/s for a bot would measure the pacing, not the service.
+        "BOT_TELEGRAM_MESSAGES_PER_SECOND": "100000",
     }
     if webhook:
         # Telegram would call this URL; the benchmark posts to /telegram/webhook itself.

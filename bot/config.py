@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         description="How long the polling process's lease lasts unrenewed: how soon "
         "another process takes over polling when it dies.",
     )
+    telegram_messages_per_second: int = Field(
+        default=30,
+        ge=1,
+        description="Messages the bot sends per second in all (Telegram's limit for a bot; "
+        "raise it only as far as Telegram has raised yours, e.g. with paid broadcasts).",
+    )
     telegram_flood_messages: int = Field(
         default=20, ge=1, description="Messages a user may send per flood window before a pause."
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from bot.storage.analytics import AnalyticsRepository
 from bot.storage.audit import AuditRepository
 from bot.storage.canned import CannedReplyRepository
-from bot.storage.consents import ConsentRepository
+from bot.storage.consents import ConsentRepository, ConsentStateRepository
 from bot.storage.conversations import ConversationRepository
 from bot.storage.customers import CustomerRepository
 from bot.storage.database import Database, DatabaseUnavailable, Repository
@@ -30,6 +30,7 @@ class Repositories:
     sequences: SequenceRepository
     outbox: OutboxRepository
     consents: ConsentRepository
+    consent_states: ConsentStateRepository
     staff: StaffRepository
     audit: AuditRepository
     refusals: RefusalRepository
@@ -47,14 +48,16 @@ class Repositories:
         locks = LockRepository(db)
         sequences = SequenceRepository(db)
         outbox = OutboxRepository(db)
+        consent_states = ConsentStateRepository(db)
         return cls(
-            customers=CustomerRepository(db, sequences=sequences),
+            customers=CustomerRepository(db, sequences=sequences, consent_states=consent_states),
             conversations=ConversationRepository(db, locks=locks),
             tickets=TicketRepository(db, locks=locks),
             messages=MessageRepository(db, sequences=sequences, outbox=outbox),
             sequences=sequences,
             outbox=outbox,
-            consents=ConsentRepository(db),
+            consents=ConsentRepository(db, states=consent_states, locks=locks),
+            consent_states=consent_states,
             staff=StaffRepository(db),
             audit=AuditRepository(db),
             refusals=RefusalRepository(db),

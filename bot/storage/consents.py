@@ -1,11 +1,44 @@
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
 
+from pydantic import BaseModel, Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
 
 from bot.domain.models import ConsentPurpose, ConsentRecord
 from bot.storage.database import Repository
+from bot.storage.locks import LockRepository
+
+
+def record_id(customer_id: str, seq: int) -> str:
+    """A ledger record's `_id`: whether number `seq` exists is one look-up by `_id`."""
+    return f"{customer_id}:{seq}"
+
+
+class ConsentState(BaseModel):
+    customer_id: str = Field(alias="_id")
+    seq: int  # the newest ledger record it includes
+    records: dict[str, dict[str, Any]]  # purpose -> that purpose's newest record
+
+
+class ConsentStateRepository(Repository[ConsentState]):
+    """The consents in force per customer: the ledger read once instead of at every step.
+
+    The ledger stays the record. A state is used only when the ledger has no record
+    after its `seq` (numbers are dense, and a record's `_id` names its number), so a
+    state that missed a record (its writer died) is rebuilt, never believed.
+    """
+
+    collection_name = "consent_state"
+    model = ConsentState
+
+    async def begin(self, customer_id: str) -> None:
+        """A new customer's state: none given yet (so their first answer needs no search)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.collection.insert_one({"_id": customer_id, "seq": 0, "records": {}})
 
 
 class ConsentRepository(Repository[ConsentRecord]):
@@ -15,13 +48,39 @@ class ConsentRepository(Repository[ConsentRecord]):
     model = ConsentRecord
     indexes = (IndexModel([("customer_id", ASCENDING), ("seq", ASCENDING)], unique=True),)
 
+    def __init__(
+        self, *args: object, states: ConsentStateRepository, locks: LockRepository, **kwargs: object
+    ) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.states = states
+        self.locks = locks
+
     async def append(self, record: ConsentRecord) -> ConsentRecord:
-        inserted = await self._insert_numbered(
-            lambda seq: record.model_copy(update={"seq": seq}),
-            scope={"customer_id": record.customer_id},
-            field="seq",
-        )
-        return inserted.item
+        """Add a record, numbered after the customer's last; the state in force follows.
+
+        One writer per customer at a time (a lock): FerretDB's writes to one document
+        are not atomic, and two writers could each leave a state without the other's.
+        """
+        async with self.locks.hold(
+            f"consents:{record.customer_id}", timedelta(seconds=30), wait=timedelta(seconds=10)
+        ):
+            state = await self._state(record.customer_id)
+            seq = state.seq + 1
+            stored = record.model_copy(
+                update={"id": record_id(record.customer_id, seq), "seq": seq}
+            )
+            try:
+                await self.collection.insert_one(self._dump(stored))
+            except DuplicateKeyError:  # the state was behind: the ledger decides
+                state = await self._rebuild(record.customer_id)
+                seq = state.seq + 1
+                stored = stored.model_copy(
+                    update={"id": record_id(record.customer_id, seq), "seq": seq}
+                )
+                await self.collection.insert_one(self._dump(stored))
+            records = {**state.records, stored.purpose.value: self._dump(stored)}
+            await self._save(ConsentState(_id=record.customer_id, seq=seq, records=records))
+        return stored
 
     async def history(self, customer_id: str) -> list[ConsentRecord]:
         cursor = self.collection.find({"customer_id": customer_id}).sort("seq", ASCENDING)
@@ -35,11 +94,38 @@ class ConsentRepository(Repository[ConsentRecord]):
         return None if doc is None else doc["at"]
 
     async def delete_for_customer(self, customer_id: str) -> int:
-        return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+        deleted = (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+        await self.states.collection.delete_one({"_id": customer_id})
+        return deleted
 
     async def current(self, customer_id: str) -> dict[ConsentPurpose, ConsentRecord]:
         """The state in force: the latest record per purpose."""
-        state: dict[ConsentPurpose, ConsentRecord] = {}
+        state = await self._state(customer_id)
+        return {ConsentPurpose(purpose): self._load(doc) for purpose, doc in state.records.items()}
+
+    async def _state(self, customer_id: str) -> ConsentState:
+        doc = await self.states.collection.find_one({"_id": customer_id})
+        if doc is not None:
+            state = ConsentState.model_validate(doc)
+            after = await self.collection.find_one(
+                {"_id": record_id(customer_id, state.seq + 1)}, projection={"_id": 1}
+            )
+            if after is None:
+                return state
+        return await self._rebuild(customer_id)  # none yet, or behind the ledger
+
+    async def _rebuild(self, customer_id: str) -> ConsentState:
+        records: dict[str, dict[str, Any]] = {}
+        seq = 0
         for record in await self.history(customer_id):
-            state[record.purpose] = record
+            records[record.purpose.value] = self._dump(record)
+            seq = record.seq
+        state = ConsentState(_id=customer_id, seq=seq, records=records)
+        if records:
+            await self._save(state)
         return state
+
+    async def _save(self, state: ConsentState) -> None:
+        await self.states.collection.replace_one(
+            {"_id": state.customer_id}, state.model_dump(by_alias=True), upsert=True
+        )

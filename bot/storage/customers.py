@@ -6,6 +6,7 @@ from datetime import datetime
 from pymongo import ASCENDING, IndexModel
 
 from bot.domain.models import Channel, Customer, utcnow
+from bot.storage.consents import ConsentStateRepository
 from bot.storage.database import Repository
 from bot.storage.messages import SequenceRepository
 
@@ -18,9 +19,16 @@ class CustomerRepository(Repository[Customer]):
         IndexModel([("updated_at", ASCENDING)]),  # retention
     )
 
-    def __init__(self, *args: object, sequences: SequenceRepository, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        sequences: SequenceRepository,
+        consent_states: ConsentStateRepository,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.sequences = sequences
+        self.consent_states = consent_states
 
     async def get_or_create(self, channel: Channel, external_id: str, locale: str) -> Customer:
         """One record per channel identity, even when two first messages race."""
@@ -31,8 +39,9 @@ class CustomerRepository(Repository[Customer]):
         inserted = await self._insert_unique(
             fresh, {"channel": channel, "external_id": external_id}
         )
-        if inserted.created:
+        if inserted.created:  # their counters start empty, found by `_id` from now on
             await self.sequences.begin(inserted.item.id)
+            await self.consent_states.begin(inserted.item.id)
         return inserted.item
 
     async def find(self, channel: Channel, external_id: str) -> Customer | None:

@@ -322,3 +322,70 @@ async def test_the_open_ticket_is_found_from_the_last_one_filed(repos: Repositor
         {"_id": older.id}, {"$set": {"status": TicketStatus.CLOSED}}
     )
     assert await repos.tickets.latest_open("c1", newer.id) is None
+
+
+def consent(customer_id: str, purpose: ConsentPurpose, granted: bool) -> ConsentRecord:
+    return ConsentRecord(
+        customer_id=customer_id,
+        purpose=purpose,
+        granted=granted,
+        notice_version="v1",
+        text_hash="h",
+        locale="en",
+        channel=Channel.WIDGET,
+        at=NOW,
+    )
+
+
+def in_force(ledger: list[ConsentRecord]) -> dict[ConsentPurpose, bool]:
+    state: dict[ConsentPurpose, bool] = {}
+    for record in ledger:
+        state[record.purpose] = record.granted
+    return state
+
+
+async def test_the_consents_in_force_follow_the_ledger_under_concurrent_changes(
+    repos: Repositories,
+) -> None:
+    purposes = [ConsentPurpose.PROCESSING, ConsentPurpose.EXPANDED_USE, ConsentPurpose.LICENCE]
+    await asyncio.gather(
+        *(repos.consents.append(consent("c", purposes[n % 3], n % 2 == 0)) for n in range(9))
+    )
+    ledger = await repos.consents.history("c")
+    assert [r.seq for r in ledger] == list(range(1, 10))  # one number each, none skipped
+    current = await repos.consents.current("c")
+    assert {p: r.granted for p, r in current.items()} == in_force(ledger)
+
+
+async def test_a_state_that_missed_a_record_is_rebuilt_not_believed(
+    repos: Repositories,
+) -> None:
+    await repos.consents.append(consent("c", ConsentPurpose.EXPANDED_USE, True))
+    await repos.consents.append(consent("c", ConsentPurpose.EXPANDED_USE, False))
+    # A writer died after adding a withdrawal to the ledger, before the state: the state
+    # still says "granted", at the number before.
+    state = await repos.consent_states.collection.find_one({"_id": "c"})
+    assert state is not None
+    stale = {**state["records"]["expanded_use"], "granted": True}
+    await repos.consent_states.collection.replace_one(
+        {"_id": "c"}, {"seq": 1, "records": {"expanded_use": stale}}
+    )
+    current = await repos.consents.current("c")
+    assert current[ConsentPurpose.EXPANDED_USE].granted is False
+    # The next record is numbered after the ledger's last, not the stale state's.
+    third = await repos.consents.append(consent("c", ConsentPurpose.LICENCE, True))
+    assert third.seq == 3
+    # A ledger written before states existed: the state is made from it.
+    await repos.consents.collection.insert_one(
+        {**consent("old", ConsentPurpose.PROCESSING, True).model_dump(by_alias=True), "seq": 1}
+    )
+    assert (await repos.consents.current("old"))[ConsentPurpose.PROCESSING].granted is True
+    assert (await repos.consents.append(consent("old", ConsentPurpose.LICENCE, False))).seq == 2
+
+
+async def test_erasing_consents_forgets_the_state_in_force(repos: Repositories) -> None:
+    await repos.consents.append(consent("gone", ConsentPurpose.PROCESSING, True))
+    assert await repos.consent_states.collection.count_documents({"_id": "gone"}) == 1
+    assert await repos.consents.delete_for_customer("gone") == 1
+    assert await repos.consent_states.collection.count_documents({"_id": "gone"}) == 0
+    assert await repos.consents.current("gone") == {}

@@ -85,7 +85,7 @@ class TelegramChannel:
         api = settings.telegram_api_base
         session = AiohttpSession(api=TelegramAPIServer.from_base(api)) if api else AiohttpSession()
         self.bot = Bot(settings.telegram_token.get_secret_value(), session=session)
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(per_second=settings.telegram_messages_per_second)
         self.dispatcher = Dispatcher()
         self.dispatcher["dialogue"] = dialogue_service
         self.dispatcher["tickets"] = tickets
