@@ -6,8 +6,9 @@
 In this process (no socket): a Container on a fresh embedded FerretDB, `--customers`
 customers give feedback through DialogueService (as the widget does), then each sends
 free text onto their open ticket, as WidgetNamespace.on_input does (the dialogue, which
-stores the words once per idempotency key, then the state for the ack). PyMongo's command
-monitoring counts every command and its time, per input, by command and collection.
+stores the words once per idempotency key and says where the customer is for the ack).
+PyMongo's command monitoring counts every command and its time, per input, by command and
+collection.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
             )
             if handled.stored is None or not handled.stored.created:
                 raise RuntimeError("the input was not stored as a new message")
-            await dialogue.current(Channel.WIDGET, v, "en")
+            if handled.where is None:  # as on_input: the state only when not known yet
+                await dialogue.current(Channel.WIDGET, v, "en")
         elapsed = time.monotonic() - t0
         counter.active = False
         n = args.sample

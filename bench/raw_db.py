@@ -9,7 +9,8 @@ Documents are shaped like the service's messages (an id, a customer id, a seq, a
 an idempotency key, timestamps, a delivery sub-document), with the service's kind of
 indexes. Operations, each for --seconds at each concurrency:
 - insert_one;
-- find_one by _id;
+- find_one by _id (indexed as the service prepares the embedded database, unless --bare);
+- find_one_and_update by _id with $inc on a 500-document collection (a message number);
 - find_one by an indexed field (idempotency_key), found, and not found: what every
   widget input does first, for a new client id;
 - find_one by customer_id sorted by seq descending (the "latest seq" of a conversation).
@@ -33,7 +34,10 @@ from typing import Any
 from common import cpu_seconds, embedded_database, header, loadavg, percentile, table
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 
+from bot.storage.embedded import index_ids
+
 CUSTOMERS = 500
+RAW_DB = "bench_raw"
 
 
 def document(n: int) -> dict[str, Any]:
@@ -73,15 +77,23 @@ async def timed(
     return counter, latencies, time.monotonic() - t0
 
 
-async def run(uri: str, args: argparse.Namespace, db_pid: int | None) -> list[list[object]]:
+async def run(
+    uri: str, args: argparse.Namespace, db_pid: int | None, sqlite_dir: Path | None
+) -> list[list[object]]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
-    coll = client["bench_raw"]["messages"]
+    coll = client[RAW_DB]["messages"]
+    counters = client[RAW_DB]["counters"]
     await coll.drop()
+    await counters.drop()
     for index in (
         IndexModel([("idempotency_key", ASCENDING)], unique=True, name="idempotency_key"),
         IndexModel([("customer_id", ASCENDING), ("seq", DESCENDING)], name="customer_seq"),
     ):
         await coll.create_indexes([index])
+    await counters.insert_many([{"_id": f"c{n}", "last": 0} for n in range(CUSTOMERS)])
+    if sqlite_dir is not None and not args.bare:
+        # As the service prepares the embedded database (bot.storage.embedded.index_ids).
+        print(f"# _id indexes added: {index_ids(sqlite_dir, RAW_DB)}", flush=True)
     n = 0
     t0 = time.monotonic()
     known: list[str] = []  # _ids and keys from all over the collection, not just its start
@@ -104,6 +116,12 @@ async def run(uri: str, args: argparse.Namespace, db_pid: int | None) -> list[li
     async def by_id(i: int) -> object:
         return await coll.find_one({"_id": known[i % len(known)]})
 
+    async def bump(i: int) -> object:
+        # A message number (the service's message_sequences).
+        return await counters.find_one_and_update(
+            {"_id": f"c{i % CUSTOMERS}"}, {"$inc": {"last": 1}}, return_document=True
+        )
+
     async def by_key(i: int) -> object:
         return await coll.find_one({"idempotency_key": keys[i % len(keys)]})
 
@@ -117,6 +135,7 @@ async def run(uri: str, args: argparse.Namespace, db_pid: int | None) -> list[li
     ops = {
         "insert_one": insert,
         "find_one _id": by_id,
+        "find_one_and_update _id $inc (500 docs)": bump,
         "find_one idempotency_key": by_key,
         "find_one idempotency_key, none": miss,
         "find_one customer_id sort seq": latest,
@@ -157,6 +176,11 @@ def main() -> None:
         help="operations in flight, comma-separated",
     )
     parser.add_argument("--preload", type=int, default=10_000, help="documents inserted first")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="FerretDB as it comes, without the _id indexes the service adds (index_ids)",
+    )
     args = parser.parse_args()
     header(
         "raw database: PyMongo async against "
@@ -180,7 +204,7 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="bench-db-") as tmp,
             embedded_database(Path(tmp)) as db,
         ):
-            rows = asyncio.run(run(db.uri, args, db.pid))
+            rows = asyncio.run(run(db.uri, args, db.pid, db.sqlite_dir))
     print()
     print(table(headers, rows))
 

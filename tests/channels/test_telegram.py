@@ -475,3 +475,23 @@ async def test_messages_in_other_groups_are_ignored(fake: FakeTelegram, service:
     customer = TelegramCustomer(fake, service, 5018)
     await customer.handled(update)
     assert fake.sent_texts(-100999) == []
+
+
+async def test_updates_of_several_users_at_once_are_answered_in_each_users_order(
+    fake: FakeTelegram, service: Service
+) -> None:
+    # A burst, fetched by one long poll: different users' updates are handled at the same
+    # time, but each user's in the order they were sent.
+    users = (5101, 5102, 5103)
+    commands = ("help", "status", "help", "status", "help", "status")
+    for command in commands:
+        for user in users:
+            fake.user_command(user, command)
+    for user in users:
+        await fake.wait_for(sent_to(user, ""), count=len(commands), timeout=30)
+    for user in users:
+        kinds = [
+            "status" if "not sent us any feedback" in text else "help"
+            for text in fake.sent_texts(user)
+        ]
+        assert kinds == list(commands), user

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from bot.channels.telegram import commands, dialogue
 from bot.channels.telegram.commands import set_menu
-from bot.channels.telegram.middlewares import FloodControl, OncePerUpdate
+from bot.channels.telegram.middlewares import FloodControl, InOrderPerUser, OncePerUpdate
 from bot.channels.telegram.render import show
 from bot.channels.telegram.sender import RateLimiter, TelegramSender
 from bot.channels.telegram.staff import StaffTopics, staff_router
@@ -39,6 +39,8 @@ from bot.storage.locks import Lease
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
+# Updates handled at once in long polling (different users'; one user's go in order).
+POLLING_CONCURRENCY = 64
 SLOW_DOWN = N_("You are sending messages very quickly. Please wait a few seconds, then go on.")
 
 
@@ -104,6 +106,8 @@ class TelegramChannel:
         self.repos = repos
         self.dialogue = dialogue_service
         # Registered once, here (start() may be retried); the bot id comes from the token.
+        # InOrderPerUser first: it must see each update before anything waits.
+        self.dispatcher.update.outer_middleware(InOrderPerUser())
         self.dispatcher.update.outer_middleware(
             OncePerUpdate(self.repos.inbound, self.repos.locks, self.bot.id)
         )
@@ -183,8 +187,9 @@ class TelegramChannel:
                         self.bot,
                         handle_signals=False,
                         close_bot_session=False,
-                        # One update at a time keeps each customer's inputs in order.
-                        handle_as_tasks=False,
+                        # Updates at once, each user's in order (InOrderPerUser).
+                        handle_as_tasks=True,
+                        tasks_concurrency_limit=POLLING_CONCURRENCY,
                         allowed_updates=allowed,
                         polling_timeout=self.settings.telegram_polling_timeout,
                     )

@@ -34,6 +34,37 @@ TRANSIENT = (
 )
 
 
+class InOrderPerUser(BaseMiddleware):
+    """Different users' updates are handled at once, each user's one at a time, in order.
+
+    In long polling every update gets a task of its own (aiogram's handle_as_tasks).
+    Tasks start in the order the updates came and reach this middleware, the outermost,
+    before anything waits; asyncio.Lock lets its waiters in first come, first served.
+    So one customer's inputs are applied in the order they sent them, while a slow
+    database answer for one customer no longer holds up everyone else's.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._holders: dict[int, int] = {}  # the lock's users, to forget it when idle
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
+        user: User | None = getattr(event.event, "from_user", None)
+        if user is None:
+            return await handler(event, data)
+        lock = self._locks.setdefault(user.id, asyncio.Lock())
+        self._holders[user.id] = self._holders.get(user.id, 0) + 1
+        try:
+            async with lock:
+                return await handler(event, data)
+        finally:
+            self._holders[user.id] -= 1
+            if not self._holders[user.id]:
+                del self._holders[user.id]
+                del self._locks[user.id]
+
+
 class OncePerUpdate(BaseMiddleware):
     """Each (bot, update_id) is handled at most once, however often Telegram delivers it.
 
@@ -72,8 +103,9 @@ class OncePerUpdate(BaseMiddleware):
         """Retry a handler that failed for a passing reason.
 
         In long polling aiogram moves past an update whose handler failed, so giving
-        up here would lose the customer's message. Updates are handled one at a time,
-        so waiting here holds back the later ones, which keeps them in order. Handling
+        up here would lose the customer's message. A user's updates are handled one at
+        a time (InOrderPerUser), so waiting here holds back their later ones, which keeps
+        them in order. Handling
         again is safe: the dialogue does not apply an input twice (`event_key`).
         """
         for attempt in range(1, self.tries + 1):
