@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         description="How long the polling process's lease lasts unrenewed: how soon "
         "another process takes over polling when it dies.",
     )
+    telegram_polling_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Updates handled at once in long polling (different users'; each "
+        "user's stay in order). On the embedded database more than 1 does not help.",
+    )
     telegram_messages_per_second: int = Field(
         default=30,
         ge=1,

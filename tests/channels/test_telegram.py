@@ -478,20 +478,22 @@ async def test_messages_in_other_groups_are_ignored(fake: FakeTelegram, service:
 
 
 async def test_updates_of_several_users_at_once_are_answered_in_each_users_order(
-    fake: FakeTelegram, service: Service
+    settings: Settings, fake: FakeTelegram
 ) -> None:
     # A burst, fetched by one long poll: different users' updates are handled at the same
     # time, but each user's in the order they were sent.
-    users = (5101, 5102, 5103)
-    commands = ("help", "status", "help", "status", "help", "status")
-    for command in commands:
+    configured = telegram_settings(settings, fake, telegram_polling_concurrency=16)
+    async with running(configured, fake):
+        users = (5101, 5102, 5103)
+        commands = ("help", "status", "help", "status", "help", "status")
+        for command in commands:
+            for user in users:
+                fake.user_command(user, command)
         for user in users:
-            fake.user_command(user, command)
-    for user in users:
-        await fake.wait_for(sent_to(user, ""), count=len(commands), timeout=30)
-    for user in users:
-        kinds = [
-            "status" if "not sent us any feedback" in text else "help"
-            for text in fake.sent_texts(user)
-        ]
-        assert kinds == list(commands), user
+            await fake.wait_for(sent_to(user, ""), count=len(commands), timeout=30)
+        for user in users:
+            kinds = [
+                "status" if "not sent us any feedback" in text else "help"
+                for text in fake.sent_texts(user)
+            ]
+            assert kinds == list(commands), user

@@ -39,8 +39,6 @@ from bot.storage.locks import Lease
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
-# Updates handled at once in long polling (different users'; one user's go in order).
-POLLING_CONCURRENCY = 64
 SLOW_DOWN = N_("You are sending messages very quickly. Please wait a few seconds, then go on.")
 
 
@@ -187,9 +185,10 @@ class TelegramChannel:
                         self.bot,
                         handle_signals=False,
                         close_bot_session=False,
-                        # Updates at once, each user's in order (InOrderPerUser).
+                        # As many at once as configured, each user's in order
+                        # (InOrderPerUser); 1: one at a time.
                         handle_as_tasks=True,
-                        tasks_concurrency_limit=POLLING_CONCURRENCY,
+                        tasks_concurrency_limit=self.settings.telegram_polling_concurrency,
                         allowed_updates=allowed,
                         polling_timeout=self.settings.telegram_polling_timeout,
                     )
