@@ -130,6 +130,15 @@ class ServiceProcess:
                 self.process.wait()
 
 
+async def start_with_tickets(service: ServiceProcess, clients: list[WidgetClient]) -> None:
+    """Start the service and let every client connect and file a ticket (2 minutes at most)."""
+    service.start()
+    await service.wait_healthy()
+    await asyncio.gather(*(c.connect() for c in clients))
+    deadline = time.monotonic() + 120
+    await asyncio.gather(*(c.give_feedback(deadline) for c in clients))
+
+
 class WidgetClient:
     """One widget tab: reconnects by itself and resends an unacknowledged input with the
     same client_id, as the real widget does (docs/widget-protocol.md)."""

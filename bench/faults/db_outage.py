@@ -30,6 +30,7 @@ from common import (
     exit_on_sigterm,
     http_status,
     start_database,
+    start_with_tickets,
     table,
     verdict,
     workdir,
@@ -78,11 +79,7 @@ async def run(args: argparse.Namespace) -> bool:  # noqa: PLR0915 - one scenario
     service = ServiceProcess(tmp, env)
     clients = [WidgetClient(service.base, i) for i in range(args.clients)]
     try:
-        service.start()
-        await service.wait_healthy()
-        await asyncio.gather(*(c.connect() for c in clients))
-        deadline = time.monotonic() + 120
-        await asyncio.gather(*(c.give_feedback(deadline) for c in clients))
+        await start_with_tickets(service, clients)
         print(f"{len(clients)} clients filed tickets; load {args.before}s, outage {args.outage}s")
 
         stop = asyncio.Event()

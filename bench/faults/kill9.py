@@ -26,6 +26,7 @@ from common import (
     WidgetClient,
     exit_on_sigterm,
     start_database,
+    start_with_tickets,
     table,
     verdict,
     workdir,
@@ -86,11 +87,7 @@ async def run(args: argparse.Namespace) -> bool:  # noqa: PLR0915 - one scenario
     messages = mongo[DB_NAME].messages
     clients = [WidgetClient(service.base, i) for i in range(args.clients)]
     try:
-        service.start()
-        await service.wait_healthy()
-        await asyncio.gather(*(c.connect() for c in clients))
-        deadline = time.monotonic() + 120
-        await asyncio.gather(*(c.give_feedback(deadline) for c in clients))
+        await start_with_tickets(service, clients)
         print(f"{len(clients)} clients filed their tickets; load for {args.before}s, then kill -9")
 
         stop = asyncio.Event()

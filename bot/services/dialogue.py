@@ -135,8 +135,7 @@ class DialogueService:
 
     async def set_language(self, channel: Channel, external_id: str, locale: str) -> list[Rendered]:
         locale = self.i18n.normalize(locale)
-        conversation = await self._conversation(channel, external_id, locale)
-        customer = await self.repos.customers.find(channel, external_id)
+        conversation, customer = await self._who(channel, external_id, locale)
         if customer is not None:
             await self.repos.customers.update_fields(customer.id, locale=locale)
         if conversation.version == 0 and conversation.step is None:
@@ -148,8 +147,7 @@ class DialogueService:
     async def status(
         self, channel: Channel, external_id: str, locale_hint: str | None = None
     ) -> list[Rendered]:
-        customer = await self.repos.customers.find(channel, external_id)
-        conversation = await self._conversation(channel, external_id, locale_hint)
+        conversation, customer = await self._who(channel, external_id, locale_hint)
         locale = customer.locale if customer else conversation.locale
         if customer is None:
             return [self._say(locale, Text(NO_TICKETS))]
@@ -159,8 +157,7 @@ class DialogueService:
         self, channel: Channel, external_id: str, locale_hint: str | None = None
     ) -> tuple[str, Rendered | None]:
         """The customer's language and the question they are at (None: no flow running)."""
-        conversation = await self._conversation(channel, external_id, locale_hint)
-        customer = await self._customer(conversation, channel, external_id)
+        conversation, customer = await self._who(channel, external_id, locale_hint)
         locale = customer.locale if customer else conversation.locale
         prompt = await self._here(locale, conversation, customer)
         return locale, prompt[0] if prompt else None
@@ -169,10 +166,12 @@ class DialogueService:
         self, channel: Channel, external_id: str, text: Text, locale_hint: str | None = None
     ) -> Rendered:
         """Render a fixed message in this customer's language (for channel notices)."""
-        customer = await self.repos.customers.find(channel, external_id)
-        if customer is not None:
-            return self._say(customer.locale, text)
-        return self._say((await self._conversation(channel, external_id, locale_hint)).locale, text)
+        conversation, customer = await self._who(channel, external_id, locale_hint)
+        return self._say(customer.locale if customer else conversation.locale, text)
+
+    async def customer(self, channel: Channel, external_id: str) -> Customer | None:
+        """The customer behind a channel identity, if they agreed to be kept."""
+        return (await self._who(channel, external_id, None))[1]
 
     # ------------------------------------------------------------ the privacy menu
 
@@ -232,19 +231,20 @@ class DialogueService:
             return stored
         return Conversation(id=key, locale=self.i18n.negotiate(locale_hint))
 
-    async def _customer(
-        self, conversation: Conversation, channel: Channel, external_id: str
-    ) -> Customer | None:
-        """The customer behind this identity: by the id their dialogue keeps (a look-up by
-        `_id`), else by the channel identity (a search)."""
+    async def _who(
+        self, channel: Channel, external_id: str, locale_hint: str | None
+    ) -> tuple[Conversation, Customer | None]:
+        """The dialogue of this identity, and its customer: by the id the dialogue keeps
+        (a look-up by `_id`), else by the channel identity (a search)."""
+        conversation = await self._conversation(channel, external_id, locale_hint)
         if conversation.customer_id is not None:
             customer = await self.repos.customers.get(conversation.customer_id)
             if customer is not None and (customer.channel, customer.external_id) == (
                 channel,
                 external_id,
             ):
-                return customer
-        return await self.repos.customers.find(channel, external_id)
+                return conversation, customer
+        return conversation, await self.repos.customers.find(channel, external_id)
 
     async def _facts(self, customer: Customer | None) -> Facts:
         if customer is None:
@@ -265,8 +265,7 @@ class DialogueService:
         locale_hint: str | None,
         idempotency_key: str | None,
     ) -> Handled:
-        conversation = await self._conversation(channel, external_id, locale_hint)
-        customer = await self._customer(conversation, channel, external_id)
+        conversation, customer = await self._who(channel, external_id, locale_hint)
         locale = conversation.locale
 
         if idempotency_key is not None and conversation.last_input == idempotency_key:

@@ -65,19 +65,18 @@ class ConsentRepository(Repository[ConsentRecord]):
             f"consents:{record.customer_id}", timedelta(seconds=30), wait=timedelta(seconds=10)
         ):
             state = await self._state(record.customer_id)
-            seq = state.seq + 1
-            stored = record.model_copy(
-                update={"id": record_id(record.customer_id, seq), "seq": seq}
-            )
-            try:
-                await self.collection.insert_one(self._dump(stored))
-            except DuplicateKeyError:  # the state was behind: the ledger decides
-                state = await self._rebuild(record.customer_id)
+            for last_try in (False, True):
                 seq = state.seq + 1
-                stored = stored.model_copy(
+                stored = record.model_copy(
                     update={"id": record_id(record.customer_id, seq), "seq": seq}
                 )
-                await self.collection.insert_one(self._dump(stored))
+                try:
+                    await self.collection.insert_one(self._dump(stored))
+                    break
+                except DuplicateKeyError:  # the state was behind: the ledger decides
+                    if last_try:
+                        raise
+                    state = await self._rebuild(record.customer_id)
             records = {**state.records, stored.purpose.value: self._dump(stored)}
             await self._save(ConsentState(_id=record.customer_id, seq=seq, records=records))
         return stored

@@ -105,8 +105,8 @@ class OncePerUpdate(BaseMiddleware):
         In long polling aiogram moves past an update whose handler failed, so giving
         up here would lose the customer's message. A user's updates are handled one at
         a time (InOrderPerUser), so waiting here holds back their later ones, which keeps
-        them in order. Handling
-        again is safe: the dialogue does not apply an input twice (`event_key`).
+        them in order. Handling again is safe: the dialogue does not apply an input twice
+        (`event_key`).
         """
         for attempt in range(1, self.tries + 1):
             try:

@@ -290,7 +290,7 @@ class WidgetChannel:
                 break
             await asyncio.sleep(0.005)
         try:
-            customer = await self.repos.customers.find(Channel.WIDGET, visitor.external_id)
+            customer = await self.dialogue.customer(Channel.WIDGET, visitor.external_id)
             if last_seq > 0 and (
                 customer is None or not await self.repos.messages.reaches(customer.id, last_seq)
             ):
@@ -391,7 +391,7 @@ class WidgetChannel:
         them (the attachments question, or an open ticket outside a flow), and only so many
         a day, since they are stored in the database.
         """
-        customer = await self.repos.customers.find(Channel.WIDGET, visitor.external_id)
+        customer = await self.dialogue.customer(Channel.WIDGET, visitor.external_id)
         if customer is None:
             return "not_now"
         _, prompt = await self.dialogue.current(Channel.WIDGET, visitor.external_id)
