@@ -7,10 +7,12 @@
 //   {"cmd":"connect","n":1000,"waitState":true,"concurrency":200}   open n more connections
 //   {"cmd":"feedback","concurrency":50}   give feedback on every connection (the whole flow)
 //   {"cmd":"rate","rate":300,"seconds":10}   open loop: M inputs/s in total, round robin
-//   {"cmd":"saturate","seconds":10,"perConnection":1}   closed loop: send again on each ack
+//   {"cmd":"saturate","seconds":10,"perConnection":1,"connections":64}   closed loop: send
+//       again on each ack (on the first `connections` connections, default all)
 //   {"cmd":"clearMessages"} / {"cmd":"messages"}   `message` events received, with times
 //   {"cmd":"close"}
-// Latencies are from sending an `input` to its acknowledgement, in milliseconds.
+// Latencies are from sending an `input` to its acknowledgement, in milliseconds; an input
+// answered `busy` is sent again as the widget does, and counted from its first send.
 // Only the locked widget/node_modules are used (socket.io-client 4.8).
 import { createRequire } from "node:module";
 import { randomBytes } from "node:crypto";
@@ -70,8 +72,22 @@ async function pool(items, concurrency, work) {
   return results;
 }
 
-const send = (entry, kind, value) =>
-  entry.socket.timeout(60000).emitWithAck("input", { client_id: clientId(), kind, value });
+const RETRY_MIN_MS = 2000; // as the widget (widget/src/widget.js): 2 s, doubling, jittered
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// One input as the widget sends it: answered `busy` (the server is at its bound of inputs
+// in flight), it is sent again with the same client_id after the widget's delay. The
+// latency of such an input counts from its first send; `tries` says how many it took.
+async function send(entry, kind, value) {
+  const input = { client_id: clientId(), kind, value };
+  let delay = RETRY_MIN_MS;
+  for (let tries = 1; ; tries++) {
+    const ack = await entry.socket.timeout(60000).emitWithAck("input", input);
+    if (ack.ok || ack.error?.code !== "busy" || tries >= 6) return { ...ack, tries };
+    await sleep(delay * (0.75 + Math.random() / 2));
+    delay *= 2;
+  }
+}
 
 async function feedback(entry) {
   const steps = [["command", "start"], ["choice", "yes"], ["choice", "yes"], ["choice", "yes"],
@@ -105,7 +121,7 @@ const commands = {
   async rate({ rate, seconds, kind = "text", value = TEXT }) {
     // Open loop: the send times are fixed by the rate, not by the acks (no coordinated omission).
     const latencies = [];
-    let sent = 0, errors = 0, timeouts = 0, unstored = 0, firstError = null;
+    let sent = 0, errors = 0, timeouts = 0, unstored = 0, retried = 0, firstError = null;
     const pending = [];
     const started = now();
     const total = Math.round(rate * seconds);
@@ -117,7 +133,10 @@ const commands = {
           const t0 = now();
           sent++;
           pending.push(send(entry, kind, value).then(
-            (ack) => { if (ack.ok) { latencies.push(now() - t0); if (ack.seq == null) unstored++; } else { errors++; firstError ??= ack.error; } },
+            (ack) => {
+              if (ack.tries > 1) retried++;
+              if (ack.ok) { latencies.push(now() - t0); if (ack.seq == null) unstored++; } else { errors++; firstError ??= ack.error; }
+            },
             () => { timeouts++; }));
         }
         if (sent >= total) resolve(); else setTimeout(tick, 2);
@@ -127,12 +146,12 @@ const commands = {
     const sendEnded = now();
     await Promise.all(pending);
     return summary(latencies, started, Math.max(sendEnded, now()), {
-      target_rate: rate, sent, errors, timeouts, unstored, firstError, drain_seconds: (now() - sendEnded) / 1000 });
+      target_rate: rate, sent, errors, timeouts, unstored, retried, firstError, drain_seconds: (now() - sendEnded) / 1000 });
   },
-  async saturate({ seconds, perConnection = 1, kind = "text", value = TEXT }) {
+  async saturate({ seconds, perConnection = 1, connections = sockets.length, kind = "text", value = TEXT }) {
     // Closed loop: every connection keeps `perConnection` inputs in flight.
     const latencies = [];
-    let errors = 0, unstored = 0, firstError = null;
+    let errors = 0, unstored = 0, retried = 0, firstError = null;
     const started = now();
     const deadline = started + seconds * 1000;
     const loop = async (entry) => {
@@ -140,12 +159,14 @@ const commands = {
         const t0 = now();
         try {
           const ack = await send(entry, kind, value);
+          if (ack.tries > 1) retried++;
           if (ack.ok) { latencies.push(now() - t0); if (ack.seq == null) unstored++; } else { errors++; firstError ??= ack.error; }
         } catch { errors++; }
       }
     };
-    await Promise.all(sockets.flatMap((e) => Array.from({ length: perConnection }, () => loop(e))));
-    return summary(latencies, started, now(), { errors, unstored, firstError, in_flight: sockets.length * perConnection });
+    const looping = sockets.slice(0, connections);
+    await Promise.all(looping.flatMap((e) => Array.from({ length: perConnection }, () => loop(e))));
+    return summary(latencies, started, now(), { errors, unstored, retried, firstError, in_flight: looping.length * perConnection });
   },
   async clearMessages() { messages = []; return { ok: true }; },
   async messages() { return { messages }; },

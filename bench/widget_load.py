@@ -8,7 +8,10 @@ What is measured. Every session first gives feedback through the whole flow (so 
 open ticket); then each input is free text outside the flow, which the service stores as a
 message of that ticket (with its idempotency key) before it acknowledges it: the ack's
 `seq` proves it was stored (`unstored` counts acks without one). The round trip is from
-sending `input` to its acknowledgement, measured by the Node client (bench/load.mjs).
+sending `input` to its acknowledgement, measured by the Node client (bench/load.mjs); an
+input answered `busy` (the service at BOT_INPUTS_IN_FLIGHT) is sent again as the widget
+does, after 2 s and then doubling, and its round trip counts from its first send
+(`sent again` counts them).
 - saturation: closed loop, every session sends again as soon as it is acknowledged;
 - open loop at each `--rates` value (M/s in total, round robin over the sessions); by
   default 50% and 80% of the service's saturation rate, and for the echo server the same
@@ -39,6 +42,8 @@ from common import (
     service,
     table,
 )
+
+from bot.config import Settings
 
 
 def run_steps(
@@ -83,9 +88,7 @@ def run_steps(
                 print(
                     f"# {name}: {rate}/s not attempted: saturation is {saturated:.0f}/s", flush=True
                 )
-                rows.append(
-                    [name, f"{rate}/s open loop", "not attempted", "", "", "", "", "", "", "", ""]
-                )
+                rows.append([name, f"{rate}/s open loop", "not attempted", *[""] * 9])
                 continue
             cpu0 = cpu_seconds(server.pid)
             db0 = cpu_seconds(db_pid) if db_pid else 0.0
@@ -94,8 +97,12 @@ def run_steps(
                 r = load.command(cmd="rate", rate=rate, seconds=args.seconds)
                 label = f"{rate}/s open loop"
             else:
-                r = load.command(cmd="saturate", seconds=args.seconds)
-                label = f"saturation ({args.sessions} in flight)"
+                # No more in flight than the service takes on at once: past that, the
+                # sessions answered busy wait out the widget's retry delay, and the closed
+                # loop would measure that delay instead of the service.
+                closed = min(args.sessions, args.in_flight) if db_pid is not None else args.sessions
+                r = load.command(cmd="saturate", seconds=args.seconds, connections=closed)
+                label = f"saturation ({closed} in flight)"
                 saturated = float(r["per_second"])  # type: ignore[arg-type]
                 if not rates:
                     rates.extend(sorted({max(1, round(saturated * f)) for f in (0.5, 0.8)}))
@@ -112,6 +119,7 @@ def run_steps(
                 float(r["p99"] or 0),  # type: ignore[arg-type]
                 int(r["errors"]) + int(r.get("timeouts", 0)),  # type: ignore[call-overload]
                 int(r["unstored"]),  # type: ignore[call-overload]
+                int(r.get("retried", 0)),  # type: ignore[call-overload]
                 round(cpu),
                 "-" if dbcpu is None else round(dbcpu),
                 loadavg().split()[0],
@@ -145,6 +153,12 @@ def main() -> None:
         "--prepare-concurrency", type=int, default=50, help="sessions giving feedback at once"
     )
     parser.add_argument("--skip-echo", action="store_true", help="only the service")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=Settings.model_fields["inputs_in_flight"].default,
+        help="BOT_INPUTS_IN_FLIGHT for the service (default: the service's default)",
+    )
     args = parser.parse_args()
     raise_nofile()
     header(f"widget load: {args.sessions} sessions, {args.seconds:g} s a step")
@@ -152,7 +166,8 @@ def main() -> None:
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-widget-") as tmp:
         work = Path(tmp)
-        with embedded_database(work) as db, service(work, db) as ours:
+        env = {"BOT_INPUTS_IN_FLIGHT": str(args.in_flight)}
+        with embedded_database(work) as db, service(work, db, **env) as ours:
             rates: list[int] = list(args.rates)
             c, r, ours_sat = run_steps("service", ours, db.pid, args, work / "load-ours.log", rates)
             conns += c
@@ -193,6 +208,7 @@ def main() -> None:
                 "p99 ms",
                 "errors",
                 "unstored (echo: all)",
+                "sent again (busy)",
                 "server CPU %",
                 "FerretDB CPU %",
                 "load avg",

@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from limits.aio.storage import MemoryStorage, Storage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.admission import Admission
 from bot.channels.form import FORM_PAGES, FormSender, register_form_routes
 from bot.channels.manual import StaffAnswerThem
 from bot.channels.telegram import TelegramChannel
@@ -30,7 +31,7 @@ from bot.domain.flow import FlowConfig
 from bot.domain.models import Channel, utcnow
 from bot.domain.privacy import NOTICE_VERSION
 from bot.i18n import I18n
-from bot.metrics import Metrics
+from bot.metrics import CommandTimer, Metrics
 from bot.services.analytics import AnalyticsService
 from bot.services.consents import ConsentService
 from bot.services.delivery import Clock, DeliveryService
@@ -51,6 +52,12 @@ log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 DELIVERY_STOP_SECONDS = 10.0
+
+
+# Writes at once on FerretDB (bot.storage.database.WriteGate). Measured with
+# bench/widget_load.py: 1 held 235 inputs/s, 2-6 held 250-263/s at saturation with p99
+# under 500 ms; with no bound 250/s collapsed to 20-70/s.
+FERRETDB_WRITES_AT_ONCE = 3
 
 
 @dataclass
@@ -78,9 +85,11 @@ class Container:
 
     @classmethod
     def build(cls, settings: Settings, uri: str, clock: Clock = utcnow) -> Container:
-        database = Database(uri, settings.mongodb_database, settings.mongodb_timeout_ms)
-        repos = Repositories.create(database)
         metrics = Metrics()
+        database = Database(
+            uri, settings.mongodb_database, settings.mongodb_timeout_ms, [CommandTimer(metrics)]
+        )
+        repos = Repositories.create(database)
         i18n = I18n(settings.locales_dir, settings.default_locale)
         i18n.check()  # a missing catalog fails the start, not a customer's first message
         delivery = DeliveryService(
@@ -137,6 +146,7 @@ class Container:
         )
         tickets.listeners.append(analytics)
         rate_limits = rate_limit_storage(settings)
+        admission = Admission(settings.inputs_in_flight, metrics)  # one bound for all channels
         widget = WidgetChannel(
             settings,
             repos,
@@ -146,6 +156,7 @@ class Container:
             metrics,
             rate_limits=rate_limits,
             client_manager=socketio_manager(settings),
+            admission=admission,
         )
         for logged_by_staff in (Channel.PHONE, Channel.EMAIL):
             delivery.register(logged_by_staff, StaffAnswerThem())
@@ -153,7 +164,14 @@ class Container:
         telegram = None
         if settings.telegram_token is not None:
             telegram = TelegramChannel(
-                settings, repos, dialogue, tickets, delivery, i18n, rate_limits=rate_limits
+                settings,
+                repos,
+                dialogue,
+                tickets,
+                delivery,
+                i18n,
+                rate_limits=rate_limits,
+                admission=admission,
             )
             if telegram.staff_topics is not None:
                 privacy.topic_eraser = telegram.staff_topics.delete_topic
@@ -175,7 +193,12 @@ class Container:
         )
 
     async def prepare_database(self) -> None:
-        """Every collection and index; on the embedded database, its `_id` indexes too."""
+        """Every collection and index; on the embedded database, its `_id` indexes too;
+        and how many writes to send it at once (WriteGate)."""
+        writes = self.settings.mongodb_writes_at_once
+        if writes is None and await self.database.is_ferretdb():
+            writes = FERRETDB_WRITES_AT_ONCE
+        self.database.writes.limit_to(writes)
         await self.repos.ensure_indexes()
         if self.sqlite_dir is not None:
             created = await asyncio.to_thread(

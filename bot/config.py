@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     mongodb_timeout_ms: int = Field(
         default=5000, ge=100, description="Server selection and connect timeout (ms)."
     )
+    mongodb_writes_at_once: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Writes one process sends the database at once; the rest wait their "
+        "turn in the process. Unset: 3 when the server is FerretDB (SQLite under it lets "
+        "one writer in at a time, and waiting writers back off for up to 100 ms), no bound "
+        "on MongoDB.",
+    )
     data_dir: Path = Field(
         default=ROOT / "data", description="Where the embedded database keeps its files."
     )
@@ -133,6 +142,14 @@ class Settings(BaseSettings):
     )
 
     # Telegram (issue: Telegram channel). No token: the channel is off.
+    inputs_in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=10000,
+        description="Customer inputs (widget events, Telegram webhook updates) one process "
+        "works on at once. One more is answered busy at once and retried by its client, "
+        "instead of queueing behind the rest when the process is past its capacity.",
+    )
     telegram_token: SecretStr | None = Field(
         default=None, description="Bot token from @BotFather. Unset: no Telegram channel."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pymongo import monitoring
 
 
 @dataclass
@@ -46,6 +47,17 @@ class Metrics:
             "1 while this process's delivery dispatcher sleeps between two drains",
             registry=r,
         )
+        self.inputs_in_flight = Gauge(
+            "feedback_inputs_in_flight",
+            "Customer inputs this process is working on (bounded by BOT_INPUTS_IN_FLIGHT)",
+            registry=r,
+        )
+        self.inputs_refused = Counter(
+            "feedback_inputs_refused_total",
+            "Customer inputs answered busy because BOT_INPUTS_IN_FLIGHT were being worked on",
+            ["channel"],
+            registry=r,
+        )
         self.widget_connections = Gauge(
             "feedback_widget_connections", "Open widget connections in this process", registry=r
         )
@@ -73,3 +85,38 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.database_commands = Histogram(
+            "feedback_database_command_seconds",
+            "Database commands by name and collection (no filters, no values)",
+            ["command", "collection"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+
+
+class CommandTimer(monitoring.CommandListener):
+    """Times every command PyMongo sends, into `feedback_database_command_seconds`.
+
+    Only the command's name and its collection are kept: which part of the service asks
+    the database what, and how long it takes (a find that scans stands out at once).
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.histogram = metrics.database_commands
+        self.started_commands: dict[int, tuple[str, str]] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        collection = target if isinstance(target, str) else ""
+        self.started_commands[event.request_id] = (event.command_name, collection)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._done(event.request_id, event.duration_micros)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._done(event.request_id, event.duration_micros)
+
+    def _done(self, request_id: int, micros: int) -> None:
+        labels = self.started_commands.pop(request_id, None)
+        if labels is not None:
+            self.histogram.labels(*labels).observe(micros / 1_000_000)

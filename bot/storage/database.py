@@ -7,13 +7,13 @@ import contextlib
 import functools
 import inspect
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
-from pymongo import DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import DESCENDING, AsyncMongoClient, IndexModel, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, ConnectionFailure, DuplicateKeyError
@@ -32,23 +32,117 @@ class DatabaseUnavailable(RuntimeError):
         )
 
 
+class WriteGate:
+    """How many writes one process sends the database at once; no bound until limited.
+
+    SQLite, under the embedded FerretDB, lets one writer in at a time, and a writer that
+    finds it busy sleeps and tries again, up to 100 ms a sleep. With dozens of writes at
+    once the writers spent more time asleep than writing: at 250 widget inputs/s each
+    write took 100-170 ms and the service fell to 20-70 inputs/s (docs/performance.md).
+    Queued here instead, a few at a time, they are let in as soon as SQLite is free.
+    MongoDB takes concurrent writes well, so there is no bound by default.
+    """
+
+    def __init__(self) -> None:
+        self.limit: int | None = None
+        self._turns: asyncio.Semaphore | None = None
+
+    def limit_to(self, limit: int | None) -> None:
+        self.limit = limit
+        self._turns = None if limit is None else asyncio.Semaphore(limit)
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if self._turns is None:
+            yield
+            return
+        async with self._turns:
+            yield
+
+
+WRITES = (
+    "insert_one",
+    "insert_many",
+    "replace_one",
+    "update_one",
+    "update_many",
+    "delete_one",
+    "delete_many",
+    "find_one_and_update",
+    "find_one_and_replace",
+    "find_one_and_delete",
+    "bulk_write",
+)
+
+
+class GatedCollection(AsyncCollection[Doc]):
+    """A collection whose writes (WRITES) each wait their turn at the process's WriteGate."""
+
+    def __init__(self, database: GatedDatabase, name: str, **options: Any) -> None:
+        super().__init__(database, name, **options)
+        self._gate = database.gate
+
+
+def _gated(write: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(write)
+    async def gated(self: GatedCollection, *args: Any, **kwargs: Any) -> Any:
+        async with self._gate.turn():
+            return await write(self, *args, **kwargs)
+
+    return gated
+
+
+for _write in WRITES:
+    setattr(GatedCollection, _write, _gated(getattr(AsyncCollection, _write)))
+
+
+class GatedDatabase(AsyncDatabase[Doc]):
+    """A database whose collections are GatedCollections sharing one WriteGate."""
+
+    def __init__(self, client: AsyncMongoClient[Doc], name: str, gate: WriteGate) -> None:
+        super().__init__(client, name)
+        self.gate = gate
+
+    def __getitem__(self, name: str) -> AsyncCollection[Doc]:
+        return GatedCollection(self, name)
+
+    def get_collection(self, name: str, **options: Any) -> AsyncCollection[Doc]:  # type: ignore[override]
+        return GatedCollection(self, name, **options)
+
+
 class Database:
-    def __init__(self, uri: str, name: str, timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        uri: str,
+        name: str,
+        timeout_ms: int = 5000,
+        listeners: Sequence[monitoring.CommandListener] = (),
+    ) -> None:
         self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
             uri,
+            event_listeners=list(listeners),
             tz_aware=True,  # timezone-aware UTC datetimes everywhere
             tzinfo=UTC,
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
             appname="feedback-bot",
         )
-        self.db: AsyncDatabase[Doc] = self.client[name]
+        self.writes = WriteGate()
+        self.db: AsyncDatabase[Doc] = GatedDatabase(self.client, name, self.writes)
 
     async def ping(self) -> None:
         try:
             await self.db.command("ping")
         except ConnectionFailure as exc:
             raise DatabaseUnavailable(exc) from exc
+
+    async def is_ferretdb(self) -> bool:
+        """Whether the server is FerretDB (its buildInfo names its version)."""
+        try:
+            info = await self.client.admin.command("buildInfo")
+        except ConnectionFailure as exc:
+            raise DatabaseUnavailable(exc) from exc
+        return "ferretdbVersion" in info
 
     async def close(self) -> None:
         await self.client.close()

@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from bot.domain.models import DeliveryState, Direction, Message
 from bot.storage.database import Inserted, Repository, attachment_refs_in_use
+from bot.storage.locks import LocalLocks
 
 
 def message_id(idempotency_key: str) -> str:
@@ -151,6 +152,7 @@ class MessageRepository(Repository[Message]):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.sequences = sequences
         self.outbox = outbox
+        self.numbering = LocalLocks()
 
     async def append(self, message: Message, attempts: int = 50) -> Inserted[Message]:
         """Store with the next per-customer sequence number; a repeated key stores nothing.
@@ -158,7 +160,15 @@ class MessageRepository(Repository[Message]):
         Inserted first and asked afterwards: the `_id` (from the key) or the key's own
         index refuses a repeat, and only then is the stored one read.
         """
+        # One customer's messages are numbered one at a time in this process: FerretDB's
+        # increments are not atomic, so two at once would often draw the same number and
+        # cost a retry each (under load, when one customer's inputs overlap).
+        async with self.numbering.hold(message.customer_id):
+            return await self._append(message, attempts)
+
+    async def _append(self, message: Message, attempts: int) -> Inserted[Message]:
         mid = message_id(message.idempotency_key)
+        key = message.idempotency_key
         for attempt in range(attempts):
             seq = await self.sequences.next(
                 message.customer_id, lambda: self._highest_seq(message.customer_id)
@@ -166,8 +176,8 @@ class MessageRepository(Repository[Message]):
             item = message.model_copy(update={"id": mid, "seq": seq})
             try:
                 await self.collection.insert_one(self._dump(item))
-            except DuplicateKeyError:
-                existing = await self.by_idempotency_key(message.idempotency_key)
+            except DuplicateKeyError as exc:
+                existing = await self._refused_by(exc, key, collisions=attempt + 1)
                 if existing is not None:
                     await self._to_outbox(existing)  # if the first writer died before it
                     return Inserted(existing, created=False)
@@ -177,6 +187,28 @@ class MessageRepository(Repository[Message]):
             await self._to_outbox(item)
             return Inserted(item, created=True)
         raise RuntimeError(f"no free message number after {attempts} tries")
+
+    async def _refused_by(
+        self, exc: DuplicateKeyError, key: str, *, collisions: int
+    ) -> Message | None:
+        """The message already stored under `key` that refused an insert, or None when what
+        refused it was the message number (two writers numbered at once).
+
+        Never a search by key while numbers collide: on FerretDB that is a scan of every
+        message, and numbers collide exactly when one customer's inputs overlap, under
+        load; a scan each time made the load a collapse (docs/performance.md). MongoDB
+        names the index that refused; FerretDB does not, so there the search for a key
+        stored before ids came from keys is made only once a number was refused 3 times.
+        """
+        stored = await self.collection.find_one({"_id": message_id(key)})
+        if stored is not None:
+            return self._load(stored)
+        pattern = (exc.details or {}).get("keyPattern")  # MongoDB's, not FerretDB's
+        legacy = "idempotency_key" in pattern if isinstance(pattern, dict) else collisions == 3
+        if not legacy:
+            return None
+        doc = await self.collection.find_one({"idempotency_key": key})
+        return None if doc is None else self._load(doc)
 
     async def by_idempotency_key(self, key: str) -> Message | None:
         doc = await self.collection.find_one({"_id": message_id(key)})

@@ -398,6 +398,34 @@ async def test_a_webhook_body_that_is_not_an_update_gets_400_not_500(
             assert response.status == 200
 
 
+async def test_a_webhook_update_past_the_bound_in_flight_gets_503_and_its_redelivery_counts(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    configured = telegram_settings(
+        settings,
+        fake,
+        telegram_webhook_url="https://feedback.example.com/",
+        telegram_webhook_secret="a-long-random-secret",
+        inputs_in_flight=1,
+    )
+    async with running(configured, fake) as service, aiohttp.ClientSession() as http:
+        url = service.url + "/telegram/webhook"
+        headers = {"X-Telegram-Bot-Api-Secret-Token": "a-long-random-secret"}
+        update = fake.user_command(5015, "start", push=False)
+        admission = service.container.widget.admission  # one bound for every channel
+        with admission.slot("widget") as taken:  # a widget input is being worked on
+            assert taken
+            async with http.post(url, json=update, headers=headers) as response:
+                assert response.status == 503  # Telegram delivers it again later
+        assert fake.sent_texts(5015) == []
+        assert service.container.metrics.inputs_refused.labels("telegram")._value.get() == 1
+        async with http.post(url, json=update, headers=headers) as response:
+            assert response.status == 200
+        texts = fake.sent_texts(5015)
+        assert len(texts) == 1
+        assert "privacy notice" in texts[0]
+
+
 async def test_a_failed_handler_is_retried_so_polling_loses_nothing(
     fake: FakeTelegram, service: Service
 ) -> None:

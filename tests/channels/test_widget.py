@@ -349,6 +349,33 @@ async def test_too_many_events_are_rate_limited(settings: Settings) -> None:
         await tab.disconnect()
 
 
+async def test_inputs_past_the_bound_in_flight_are_answered_busy_and_kept_when_resent(
+    settings: Settings,
+) -> None:
+    async with serving(widget_settings(settings, inputs_in_flight=2)) as service:
+        tab = WidgetVisitor(service.url)
+        await tab.connect()
+        await tab.give_feedback()
+        admission = service.container.widget.admission
+        # Two inputs of other customers are being worked on: the process is at its bound.
+        with admission.slot("widget") as first, admission.slot("widget") as second:
+            assert first
+            assert second
+            busy = await tab.send("text", "The parcel came late again.", client_id="late-0001")
+        assert busy["ok"] is False
+        assert busy["error"]["code"] == "busy"
+        assert "in a moment" in busy["error"]["message"]  # localized, not the code
+        metrics = service.container.metrics
+        assert metrics.inputs_refused.labels("widget")._value.get() == 1
+        # Nothing was stored; the widget's retry with the same client_id is kept, once.
+        again = await tab.send("text", "The parcel came late again.", client_id="late-0001")
+        assert again["ok"] is True
+        assert isinstance(again["seq"], int)
+        assert again.get("duplicate") is None
+        assert admission.in_flight == 0
+        await tab.disconnect()
+
+
 async def test_connections_per_ip_are_limited(settings: Settings) -> None:
     configured = widget_settings(settings, widget_connects_per_ip="2 per minute")
     async with serving(configured) as service:

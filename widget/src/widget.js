@@ -481,7 +481,7 @@ export class Widget {
         }
         const code = isObject(ack) && isObject(ack.error) ? ack.error.code : null;
         this.view.showError(this.errorText(ack));
-        if (code === "unavailable" || code === "rate_limited" || code === "error") {
+        if (code === "unavailable" || code === "busy" || code === "rate_limited" || code === "error") {
           // Maybe nothing was stored, maybe it was: the same client_id, later, is safe.
           this.retryLater();
           return;

@@ -20,6 +20,7 @@ from aiohttp import web
 from limits.aio.storage import MemoryStorage, Storage
 from pydantic import ValidationError
 
+from bot.admission import Admission
 from bot.channels.telegram import commands, dialogue
 from bot.channels.telegram.commands import set_menu
 from bot.channels.telegram.middlewares import FloodControl, InOrderPerUser, OncePerUpdate
@@ -44,9 +45,23 @@ SLOW_DOWN = N_("You are sending messages very quickly. Please wait a few seconds
 
 class WebhookHandler(SimpleRequestHandler):
     """aiogram's webhook handler, except that a body which is not an update (not JSON,
-    `null`, a wrong shape) is answered 400: aiogram let the parse error become a 500."""
+    `null`, a wrong shape) is answered 400: aiogram let the parse error become a 500;
+    and past the process's capacity (bot.admission) an update is answered 503 at once,
+    which Telegram delivers again a little later."""
+
+    def __init__(self, *args: Any, admission: Admission | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.admission = admission
 
     async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
+        if self.admission is None:
+            return await self._handle_update(bot, request)
+        with self.admission.slot("telegram") as admitted:
+            if not admitted:
+                return web.json_response({"ok": False, "error": "busy"}, status=503)
+            return await self._handle_update(bot, request)
+
+    async def _handle_update(self, bot: Bot, request: web.Request) -> web.Response:
         try:
             raw = await request.json(loads=bot.session.json_loads)
             update = Update.model_validate(raw, context={"bot": bot})
@@ -78,9 +93,11 @@ class TelegramChannel:
         i18n: I18n,
         *,
         rate_limits: Storage | None = None,
+        admission: Admission | None = None,
     ) -> None:
         assert settings.telegram_token is not None  # noqa: S101 - built only when configured
         self.settings = settings
+        self.admission = admission
         self.i18n = i18n
         api = settings.telegram_api_base
         session = AiohttpSession(api=TelegramAPIServer.from_base(api)) if api else AiohttpSession()
@@ -146,6 +163,7 @@ class TelegramChannel:
                 # failure makes Telegram deliver it again instead of losing it.
                 handle_in_background=False,
                 secret_token=secret.get_secret_value(),
+                admission=self.admission,
             ).register(app, path=WEBHOOK_PATH)
 
     async def start(self) -> None:

@@ -20,7 +20,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from bot.storage import DatabaseUnavailable
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.inbound import InboundEventRepository
-from bot.storage.locks import LockRepository
+from bot.storage.locks import LocalLocks, LockRepository
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +45,15 @@ class InOrderPerUser(BaseMiddleware):
     """
 
     def __init__(self) -> None:
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._holders: dict[int, int] = {}  # the lock's users, to forget it when idle
+        self.users = LocalLocks()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
         user: User | None = getattr(event.event, "from_user", None)
         if user is None:
             return await handler(event, data)
-        lock = self._locks.setdefault(user.id, asyncio.Lock())
-        self._holders[user.id] = self._holders.get(user.id, 0) + 1
-        try:
-            async with lock:
-                return await handler(event, data)
-        finally:
-            self._holders[user.id] -= 1
-            if not self._holders[user.id]:
-                del self._holders[user.id]
-                del self._locks[user.id]
+        async with self.users.hold(user.id):
+            return await handler(event, data)
 
 
 class OncePerUpdate(BaseMiddleware):

@@ -33,6 +33,7 @@ from bot.channels.widget.schemas import Empty, LanguageChoice, Typing, WidgetAut
 from bot.channels.widget.strings import HELP as WIDGET_HELP
 from bot.channels.widget.strings import error, ui_strings
 from bot.channels.widget.uploads import UploadRejected, receive
+from bot.admission import Admission
 from bot.assets import built_file
 from bot.config import ROOT, Settings
 from bot.domain.flow import Command, Input
@@ -170,8 +171,10 @@ class WidgetChannel:
         *,
         rate_limits: Storage | None = None,
         client_manager: socketio.AsyncManager | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.settings = settings
+        self.admission = admission or Admission(settings.inputs_in_flight, metrics)
         self.repos = repos
         self.dialogue = dialogue
         self.i18n = i18n
@@ -506,6 +509,13 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         limit = channel.settings.text_max_chars
         if payload.kind == "text" and len(payload.value) > limit:
             return self._fail(visitor, "input", "too_large", limit=limit)
+        with channel.admission.slot("widget") as admitted:
+            if not admitted:  # past capacity: the widget sends it again in a moment
+                return self._fail(visitor, "input", "busy")
+            return await self._input(sid, visitor, payload)
+
+    async def _input(self, sid: str, visitor: Visitor, payload: WidgetInput) -> dict[str, Any]:
+        channel = self.channel
         key = f"widget:{visitor.room}:{payload.client_id}"
         try:
             answered = await channel.slash(payload, visitor)

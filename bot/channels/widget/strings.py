@@ -47,6 +47,7 @@ ERRORS = {
     "invalid": N_("That request was not understood and nothing was changed."),
     "too_large": N_("That is too long: at most {limit} characters."),
     "unavailable": N_("We cannot save anything right now. Please try again in a minute."),
+    "busy": N_("Many people are writing to us right now. Your message will be sent in a moment."),
     "unsupported_type": N_("This type of file cannot be attached. Photos and PDF files work."),
     "file_too_large": N_("That file is too large: at most {limit} MB."),
     "expired": N_("The upload took too long. Please try again."),

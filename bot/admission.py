@@ -1,0 +1,42 @@
+"""A bound on the customer inputs one process works on at once.
+
+Past its capacity, a service that takes on every input answers all of them late: each
+waits behind the rest, the queue only grows, and on the embedded database a longer
+queue even costs more per operation (docs/performance.md). Measured: at 300 widget
+inputs/s, just past the saturation of one process on FerretDB, the round trip went from
+tens of milliseconds to a minute and the rate fell to 20/s. With a bound, one input more
+is turned away at once with a "busy" answer that its client retries a moment later (the
+widget keeps it in its outbox and backs off; Telegram delivers a webhook update again),
+and what is taken on stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bot.metrics import Metrics
+
+
+class Admission:
+    """At most `limit` inputs at once in this process; another one is refused, not queued."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self.metrics = metrics
+        self.in_flight = 0
+
+    @contextmanager
+    def slot(self, channel: str) -> Iterator[bool]:
+        """`with admission.slot("widget") as admitted:`; False: answer "busy" now."""
+        if self.in_flight >= self.limit:
+            self.metrics.inputs_refused.labels(channel).inc()
+            yield False
+            return
+        self.in_flight += 1
+        self.metrics.inputs_in_flight.inc()
+        try:
+            yield True
+        finally:
+            self.in_flight -= 1
+            self.metrics.inputs_in_flight.dec()
