@@ -192,12 +192,19 @@ class EmbeddedDatabase:
         state_dir.mkdir(parents=True, exist_ok=True)
         port = port or free_port(host)
         log_path = data_dir / "ferretdb.log"
+        # SQLite's synchronous=NORMAL (FerretDB keeps its other defaults: WAL, a 10 s busy
+        # timeout): a commit is not flushed to the disk by itself, the write-ahead log is
+        # at each checkpoint. A killed process loses nothing; a power cut may lose the last
+        # commits, as MongoDB's default write concern may (it flushes its journal every
+        # 100 ms). FULL, SQLite's default, flushed at every commit: that, not the CPU,
+        # capped the service at ~260 widget inputs/s (docs/performance.md).
+        url = f"file:{files}/?_pragma=synchronous(normal)"
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 [
                     str(binary),
                     "--handler=sqlite",
-                    f"--sqlite-url=file:{files}/",
+                    f"--sqlite-url={url}",
                     f"--listen-addr={host}:{port}",
                     f"--state-dir={state_dir}",
                     "--debug-addr=-",
