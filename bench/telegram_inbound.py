@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,52 +36,76 @@ from common import (
     telegram_env,
 )
 
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import Call, FakeTelegram
 
 BUTTONS_BEFORE_TEXT = ("yes", "yes", "yes", "logistics", "2")
 BUTTONS_AFTER_TEXT = ("done", "skip", "submit")
 
 
-def button(fake: FakeTelegram, chat: int, value: str) -> tuple[str, int]:
-    """The callback data of the button `value` on the latest prompt in the chat."""
-    prompts = [
-        c
-        for c in fake.calls_of("sendMessage")
-        if c.chat_id == chat and not c.failed and c.params.get("reply_markup")
-    ]
-    prompt = prompts[-1]
-    for row in prompt.params["reply_markup"]["inline_keyboard"]:
-        for b in row:
-            kind, _, rest = b["callback_data"].partition(":")
-            if (rest.partition(":")[2] if kind == "o" else rest) == value:
-                return b["callback_data"], prompt.result["message_id"]
-    raise LookupError(f"no button {value!r} in chat {chat}")
+class Chats:
+    """What the fake Bot API sent each benchmark chat, followed as it is answered
+    (FakeTelegram.answered) rather than searched for: with hundreds of users, searching
+    the fake's list of calls over and over took more CPU than the service under test."""
+
+    def __init__(self, fake: FakeTelegram) -> None:
+        self.prompts: dict[int, Call] = {}  # the latest message with buttons, per chat
+        self.waiting: dict[int, asyncio.Future[float]] = {}
+        fake.answered.append(self.answered)
+
+    def answered(self, call: Call) -> None:
+        if call.method != "sendMessage":
+            return
+        chat = call.chat_id
+        if call.params.get("reply_markup"):
+            self.prompts[chat] = call
+        waiter = self.waiting.pop(chat, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(call.at)
+
+    def expect(self, chat: int) -> asyncio.Future[float]:
+        """The time of the next message to `chat`, once it is sent."""
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.waiting[chat] = waiter
+        return waiter
+
+    def button(self, chat: int, value: str) -> tuple[str, int]:
+        """The callback data of the button `value` on the latest prompt in the chat."""
+        prompt = self.prompts[chat]
+        for row in prompt.params["reply_markup"]["inline_keyboard"]:
+            for b in row:
+                kind, _, rest = b["callback_data"].partition(":")
+                if (rest.partition(":")[2] if kind == "o" else rest) == value:
+                    return b["callback_data"], prompt.result["message_id"]
+        raise LookupError(f"no button {value!r} in chat {chat}")
 
 
 class User:
     def __init__(
-        self, fake: FakeTelegram, chat: int, deliver: Any, latencies: list[float], *, push: bool
+        self,
+        fake: FakeTelegram,
+        chats: Chats,
+        chat: int,
+        deliver: Any,
+        latencies: list[float],
+        *,
+        push: bool,
     ) -> None:
         self.push = push  # polling: updates are queued for getUpdates as they are built
         self.fake = fake
+        self.chats = chats
         self.chat = chat
         self.deliver = deliver
         self.latencies = latencies
 
     async def send(self, update: dict[str, Any]) -> None:
-        fake = self.fake
-        start = len(fake.calls)
+        answer = self.chats.expect(self.chat)
         t0 = time.monotonic()
         await self.deliver(update)
-        deadline = t0 + 60
-        while time.monotonic() < deadline:
-            for call in fake.calls[start:]:
-                if call.method == "sendMessage" and call.chat_id == self.chat and call.at >= t0:
-                    self.latencies.append((call.at - t0) * 1000)
-                    return
-            start = max(start, len(fake.calls) - 50)  # other chats' calls keep coming
-            await asyncio.sleep(0.002)
-        raise TimeoutError(f"chat {self.chat}: no answer in 60 s")
+        try:
+            at = await asyncio.wait_for(answer, 60)
+        except TimeoutError:
+            raise TimeoutError(f"chat {self.chat}: no answer in 60 s") from None
+        self.latencies.append((at - t0) * 1000)
 
 
 async def queued(update: dict[str, Any]) -> None:
@@ -101,20 +126,34 @@ async def run_mode(
             headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
 
             async def post(update: dict[str, Any]) -> None:
-                async with http.post(url, json=update, headers=headers) as response:
-                    if response.status != 200:
-                        raise RuntimeError(f"webhook answered {response.status}")
+                # As Telegram does: an update the service could not take (503: busy) is
+                # delivered again a little later.
+                for attempt in range(10):
+                    async with http.post(url, json=update, headers=headers) as response:
+                        if response.status == 200:
+                            return
+                        if response.status != 503:
+                            raise RuntimeError(f"webhook answered {response.status}")
+                    redelivered[0] += 1
+                    await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
+                raise RuntimeError("webhook busy 10 times")
 
             latencies: list[float] = []
+            redelivered = [0]
+            chats = Chats(fake)
+            deliver = post if webhook else queued
             users = [
-                User(fake, base_chat + i, post if webhook else queued, latencies, push=not webhook)
+                User(fake, chats, base_chat + i, deliver, latencies, push=not webhook)
                 for i in range(args.users)
             ]
-            cpu0 = cpu_seconds(svc.pid)
+            cpu0, own0 = cpu_seconds(svc.pid), cpu_seconds(os.getpid())
+            db0 = cpu_seconds(db.pid) if db.pid else 0.0
             t0 = time.monotonic()
             results = await asyncio.gather(*(run_user(u) for u in users), return_exceptions=True)
             elapsed = time.monotonic() - t0
             cpu = (cpu_seconds(svc.pid) - cpu0) / elapsed * 100
+            own = (cpu_seconds(os.getpid()) - own0) / elapsed * 100
+            dbcpu = (cpu_seconds(db.pid) - db0) / elapsed * 100 if db.pid else None
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
                 print(f"# {mode}: {len(failed)} users failed, first: {failed[0]!r}", flush=True)
@@ -127,7 +166,10 @@ async def run_mode(
         percentile(latencies, 50),
         percentile(latencies, 99),
         len(failed),
+        redelivered[0],
         round(cpu),
+        "-" if dbcpu is None else round(dbcpu),
+        round(own),
         loadavg().split()[0],
     ]
     print("# " + " | ".join(str(c) for c in row), flush=True)
@@ -144,11 +186,11 @@ async def run_user(user: User) -> None:
     chat = user.chat
     await user.send(build(fake.user_command, chat, "start"))
     for value in BUTTONS_BEFORE_TEXT:
-        data, message_id = button(fake, chat, value)
+        data, message_id = user.chats.button(chat, value)
         await user.send(build(fake.user_callback, chat, data, message_id=message_id))
     await user.send(build(fake.user_text, chat, "The parcel came two days late."))
     for value in BUTTONS_AFTER_TEXT:
-        data, message_id = button(fake, chat, value)
+        data, message_id = user.chats.button(chat, value)
         await user.send(build(fake.user_callback, chat, data, message_id=message_id))
 
 
@@ -171,7 +213,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 "p50 ms",
                 "p99 ms",
                 "failed users",
+                "webhook 503s",
                 "service CPU %",
+                "FerretDB CPU %",
+                "bench CPU % (fake Bot API, users)",
                 "load avg",
             ],
             rows,

@@ -142,6 +142,9 @@ class FakeTelegram:
         self.long_poll_cap = long_poll_cap  # getUpdates never waits longer, so stop() is quick
 
         self.calls: list[Call] = []
+        # Called with each call the fake answered successfully, right after it was answered
+        # (a load generator waits on these instead of searching `calls` over and over).
+        self.answered: list[Callable[[Call], None]] = []
         self.files: dict[str, bytes] = {}  # file_id -> content
         self.file_paths: dict[str, str] = {}  # file_id -> file_path
         self.downloads: list[str] = []  # file paths fetched from /file/bot<token>/...
@@ -559,6 +562,8 @@ class FakeTelegram:
             return self._failure(call, error.error_code, error.description, None)
         call.result = copy.deepcopy(result)
         self._notify()
+        for listener in self.answered:
+            listener(call)
         return web.json_response({"ok": True, "result": result})
 
     async def _handle_file(self, request: web.Request) -> web.Response:

@@ -168,6 +168,31 @@ class Inserted(Generic[M]):
     created: bool
 
 
+class LocalLocks:
+    """In-process asyncio locks by key, each forgotten when nobody holds or awaits it.
+
+    Not a lock between processes (that is LockRepository): a way for one process to keep
+    its own tasks from racing each other on one key, first come, first served.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[object, asyncio.Lock] = {}
+        self._users: dict[object, int] = {}  # holders and waiters, to forget an idle lock
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: object) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key]
+                del self._locks[key]
+
+
 class Repository(Generic[M]):
     """One collection, typed models in and out.
 
@@ -192,6 +217,7 @@ class Repository(Generic[M]):
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.collection: AsyncCollection[Doc] = db[self.collection_name]
+        self._numbering = LocalLocks()  # _insert_numbered's, per scope
 
     async def ensure_indexes(self) -> None:
         """Create the collection and the indexes that are missing, one per command.
@@ -251,7 +277,26 @@ class Repository(Generic[M]):
         The unique index on (scope, field) decides between writers that pick the
         same number: the loser reads again and takes the next one. With `key`, a
         document already stored under that idempotency key is returned instead.
+
+        In one process the numbers of a scope are drawn one at a time: when many drew at
+        once (300 Telegram users submitting), each lost race cost another two searches of
+        the collection, and the losers raced again (docs/performance.md). So only writers
+        in different processes can still collide.
         """
+        async with self._numbering.hold(tuple(sorted(scope.items()))):
+            return await self._insert_next(
+                build, scope=scope, field=field, key=key, attempts=attempts
+            )
+
+    async def _insert_next(
+        self,
+        build: Callable[[int], M],
+        *,
+        scope: Doc,
+        field: str,
+        key: Doc | None,
+        attempts: int,
+    ) -> Inserted[M]:
         for attempt in range(attempts):
             last = await self.collection.find_one(
                 scope, sort=[(field, DESCENDING)], projection={field: 1}

@@ -33,31 +33,6 @@ from bot.domain.models import Model, new_id, utcnow
 from bot.storage.database import DatabaseUnavailable, DuplicateKeyError, Repository
 
 
-class LocalLocks:
-    """In-process asyncio locks by key, each forgotten when nobody holds or awaits it.
-
-    Not a lock between processes (that is LockRepository): a way for one process to keep
-    its own tasks from racing each other on one key, first come, first served.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[object, asyncio.Lock] = {}
-        self._users: dict[object, int] = {}  # holders and waiters, to forget an idle lock
-
-    @asynccontextmanager
-    async def hold(self, key: object) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._users[key] = self._users.get(key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key]
-                del self._locks[key]
-
-
 class Busy(RuntimeError):
     """Someone else holds the lock."""
 

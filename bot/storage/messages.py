@@ -13,7 +13,6 @@ from pymongo.errors import DuplicateKeyError
 
 from bot.domain.models import DeliveryState, Direction, Message
 from bot.storage.database import Inserted, Repository, attachment_refs_in_use
-from bot.storage.locks import LocalLocks
 
 
 def message_id(idempotency_key: str) -> str:
@@ -152,7 +151,6 @@ class MessageRepository(Repository[Message]):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.sequences = sequences
         self.outbox = outbox
-        self.numbering = LocalLocks()
 
     async def append(self, message: Message, attempts: int = 50) -> Inserted[Message]:
         """Store with the next per-customer sequence number; a repeated key stores nothing.
@@ -163,7 +161,7 @@ class MessageRepository(Repository[Message]):
         # One customer's messages are numbered one at a time in this process: FerretDB's
         # increments are not atomic, so two at once would often draw the same number and
         # cost a retry each (under load, when one customer's inputs overlap).
-        async with self.numbering.hold(message.customer_id):
+        async with self._numbering.hold(message.customer_id):
             return await self._append(message, attempts)
 
     async def _append(self, message: Message, attempts: int) -> Inserted[Message]:

@@ -19,8 +19,9 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from bot.storage import DatabaseUnavailable
 from bot.storage.conversations import ConcurrentUpdate
+from bot.storage.database import LocalLocks
 from bot.storage.inbound import InboundEventRepository
-from bot.storage.locks import LocalLocks, LockRepository
+from bot.storage.locks import LockRepository
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,7 @@
-"""How many writes one process sends the database at once (WriteGate), and numbering
-one customer's messages one at a time."""
+"""What keeps storage steady under load: how many writes one process sends the database
+at once (WriteGate), and numbers drawn one at a time in a process (message numbers per
+customer, ticket references per year), with the unique indexes still deciding between
+processes."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from pymongo import monitoring
 from bot.app import FERRETDB_WRITES_AT_ONCE, Container
 from bot.config import Settings
 from bot.domain.models import Author, Channel, Direction, Message
-from bot.storage import Database
+from bot.storage import Database, Repositories
+from tests.storage.test_repositories import make_ticket
 from tests.support import configured
 
 
@@ -21,10 +24,12 @@ class InFlight(monitoring.CommandListener):
     def __init__(self) -> None:
         self.now: dict[str, int] = {}
         self.most: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
         self.names: dict[int, str] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.names[event.request_id] = event.command_name
+        self.counts[event.command_name] = self.counts.get(event.command_name, 0) + 1
         self.now[event.command_name] = self.now.get(event.command_name, 0) + 1
         self.most[event.command_name] = max(
             self.most.get(event.command_name, 0), self.now[event.command_name]
@@ -107,3 +112,35 @@ async def test_one_customers_messages_at_once_get_numbers_in_turn(container: Con
         and sample.labels == {"command": "insert", "collection": "messages"}
     )
     assert inserts == 20
+
+
+async def test_ticket_references_are_drawn_in_turn_and_unique_across_processes(
+    mongo_uri: str, db_name: str
+) -> None:
+    watch = InFlight()
+    counted = Database(mongo_uri, db_name, listeners=[watch])
+    other = Database(mongo_uri, db_name)  # a second process, with its own client and locks
+    try:
+        ours, theirs = Repositories.create(counted), Repositories.create(other)
+        await ours.ensure_indexes()
+        filed = await asyncio.gather(
+            *(ours.tickets.add(make_ticket("c1"), prefix="FB", year=2026) for _ in range(15))
+        )
+        # In one process: 15 references, 15 inserts; none refused and drawn again.
+        assert sorted(t.item.ref_number for t in filed) == list(range(1, 16))
+        assert watch.most["insert"] == 1  # one at a time
+        inserts = watch.counts["insert"]
+        assert inserts == 15
+
+        both = await asyncio.gather(
+            *(
+                repos.tickets.add(make_ticket("c2"), prefix="FB", year=2026)
+                for repos in (ours, theirs)
+                for _ in range(10)
+            )
+        )
+        assert sorted(t.item.ref_number for t in both) == list(range(16, 36))
+    finally:
+        await counted.client.drop_database(db_name)
+        await counted.close()
+        await other.close()
