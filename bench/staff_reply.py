@@ -39,7 +39,7 @@ from common import (
     table,
     telegram_env,
 )
-from telegram_inbound import User, queued, run_user
+from telegram_inbound import Chats, User, queued, run_user
 
 from bot.console.auth import hash_password
 from bot.domain.models import Channel, Staff, StaffRole
@@ -102,7 +102,8 @@ async def measure(  # noqa: PLR0915 - one benchmark, read top to bottom
     t0 = time.monotonic()
     await asyncio.to_thread(load.command, cmd="connect", n=args.widgets)
     prep = await asyncio.to_thread(load.command, cmd="feedback", concurrency=args.widgets)
-    users = [User(fake, 50_000 + i, queued, [], push=True) for i in range(args.telegrams)]
+    chats = Chats(fake)
+    users = [User(fake, chats, 50_000 + i, queued, [], push=True) for i in range(args.telegrams)]
     await asyncio.gather(*(run_user(u) for u in users))
     visitors = (await asyncio.to_thread(load.command, cmd="visitors"))["visitors"]
     tickets: list[tuple[str, str]] = []  # (channel, ticket id)

@@ -36,6 +36,7 @@ from common import (
     telegram_env,
 )
 
+from bot.config import Settings
 from tests.fake_telegram import Call, FakeTelegram
 
 BUTTONS_BEFORE_TEXT = ("yes", "yes", "yes", "logistics", "2")
@@ -120,6 +121,7 @@ async def run_mode(
     # service would take the second mode's updates for redeliveries of the first's.
     async with FakeTelegram(token=f"{700_000 + base_chat // 100_000}:BENCH") as fake:
         env = telegram_env(fake.base_url, fake.token, webhook=webhook)
+        env["BOT_TELEGRAM_POLLING_CONCURRENCY"] = str(args.polling_concurrency)
         async with AsyncService(work, db, **env) as svc, aiohttp.ClientSession() as http:
             await fake.wait_for(lambda c: c.method in ("getUpdates", "setWebhook"), timeout=60)
             url = svc.base + "/telegram/webhook"
@@ -234,6 +236,12 @@ def main() -> None:
         type=lambda s: s.split(","),
         default=["polling", "webhook"],
         help="polling,webhook",
+    )
+    parser.add_argument(
+        "--polling-concurrency",
+        type=int,
+        default=Settings.model_fields["telegram_polling_concurrency"].default,
+        help="BOT_TELEGRAM_POLLING_CONCURRENCY for the service (default: the service's)",
     )
     args = parser.parse_args()
     header(f"telegram inbound: {args.users} users through the dialogue, modes {args.modes}")

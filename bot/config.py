@@ -182,11 +182,11 @@ class Settings(BaseSettings):
         "another process takes over polling when it dies.",
     )
     telegram_polling_concurrency: int = Field(
-        default=1,
+        default=8,
         ge=1,
         le=256,
         description="Updates handled at once in long polling (different users'; each "
-        "user's stay in order). On the embedded database more than 1 does not help.",
+        "user's stay in order).",
     )
     telegram_messages_per_second: int = Field(
         default=30,
