@@ -1,11 +1,10 @@
 """A bound on the customer inputs one process works on at once.
 
 Past its capacity, a service that takes on every input answers all of them late: each
-waits behind the rest, the queue only grows, and on the embedded database a longer
-queue even costs more per operation (docs/performance.md). Measured: at 300 widget
-inputs/s, just past the saturation of one process on FerretDB, the round trip went from
-tens of milliseconds to a minute and the rate fell to 20/s. With a bound, one input more
-is turned away at once with a "busy" answer that its client retries a moment later (the
+waits behind the rest and the queue only grows (on the embedded database, before writes
+were put in turn, hundreds at once even made each one slower: the round trip went to a
+minute and the rate fell to 20/s; docs/performance.md). With a bound, one input more is
+turned away at once with a "busy" answer that its client retries a moment later (the
 widget keeps it in its outbox and backs off; Telegram delivers a webhook update again),
 and what is taken on stays fast.
 """
