@@ -72,7 +72,10 @@ async function pool(items, concurrency, work) {
   return results;
 }
 
-const RETRY_MIN_MS = 2000; // as the widget (widget/src/widget.js): 2 s, doubling, jittered
+// As the widget (widget/src/widget.js): after `busy`, once after 0.5 s, then 2 s doubling,
+// each jittered by +-25 %.
+const BUSY_RETRY_MS = 500;
+const RETRY_MIN_MS = 2000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // One input as the widget sends it: answered `busy` (the server is at its bound of inputs
@@ -84,8 +87,9 @@ async function send(entry, kind, value) {
   for (let tries = 1; ; tries++) {
     const ack = await entry.socket.timeout(60000).emitWithAck("input", input);
     if (ack.ok || ack.error?.code !== "busy" || tries >= 6) return { ...ack, tries };
-    await sleep(delay * (0.75 + Math.random() / 2));
-    delay *= 2;
+    const wait = tries === 1 ? BUSY_RETRY_MS : delay;
+    await sleep(wait * (0.75 + Math.random() / 2));
+    if (tries > 1) delay *= 2;
   }
 }
 

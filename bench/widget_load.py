@@ -10,7 +10,7 @@ message of that ticket (with its idempotency key) before it acknowledges it: the
 `seq` proves it was stored (`unstored` counts acks without one). The round trip is from
 sending `input` to its acknowledgement, measured by the Node client (bench/load.mjs); an
 input answered `busy` (the service at BOT_INPUTS_IN_FLIGHT) is sent again as the widget
-does, after 2 s and then doubling, and its round trip counts from its first send
+does, after 0.5 s, then 2 s doubling, and its round trip counts from its first send
 (`sent again` counts them).
 - saturation: closed loop, every session sends again as soon as it is acknowledged;
 - open loop at each `--rates` value (M/s in total, round robin over the sessions); by

@@ -12,6 +12,7 @@ from playwright.async_api import Browser, Page, expect
 from bot.config import Settings
 from bot.domain.models import Channel
 from tests.channels.service import Service, serving
+from tests.support import configured
 
 REFERENCE = re.compile(r"FB-\d{4}-\d{6}")
 
@@ -102,6 +103,33 @@ async def test_the_widget_speaks_chinese_and_works_on_a_phone(
     await page.keyboard.press("Escape")  # keyboard: Escape closes the panel
     await expect(page.get_by_test_id("panel")).to_be_hidden()
     await context.close()
+
+
+async def test_a_message_the_service_was_too_busy_to_take_is_sent_again_by_itself(
+    browser: Browser, settings: Settings
+) -> None:
+    async with serving(configured(settings, inputs_in_flight=1)) as service:
+        context = await browser.new_context(locale="en-US")
+        page = await context.new_page()
+        await page.goto(service.url + "/demo")
+        await page.get_by_test_id("launcher").click()
+        await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "online")
+        admission = service.container.widget.admission
+        with admission.slot("widget") as taken:  # another customer's input, being worked on
+            assert taken
+            box = page.get_by_test_id("input")
+            await box.fill("Hello, is anyone there?")
+            await box.press("Enter")
+            mine = page.locator('[data-testid="message"][data-author="customer"]')
+            await expect(mine).to_have_attribute("data-pending", "true")
+            # Busy twice (at once, and at the quick retry): now the customer is told.
+            error = page.get_by_test_id("error")
+            await expect(error).to_contain_text("Many people are writing", timeout=5000)
+        # The bound is free again: the widget's next retry (2-3 s) gets it through.
+        await expect(mine).not_to_have_attribute("data-pending", "true", timeout=10000)
+        await expect(page.get_by_test_id("panel")).to_contain_text("privacy notice")
+        assert service.container.metrics.inputs_refused.labels("widget")._value.get() >= 2
+        await context.close()
 
 
 async def test_c2_2_the_online_form_files_a_ticket_without_javascript(

@@ -11,6 +11,7 @@ const TYPING_REFRESH_MS = 4000; // while typing, say so again this often
 const TYPING_IDLE_MS = 5000; // after this long without a keystroke, stop saying so
 const STAFF_TYPING_MAX_MS = 15000; // hide the indicator if the "stopped" event is lost
 const RETRY_MIN_MS = 2000;
+const BUSY_RETRY_MS = 500; // `busy`: the server had many inputs at once, and did nothing
 const RETRY_MAX_MS = 60000;
 const STALE_ANSWER_MS = 60 * 60 * 1000;
 
@@ -61,6 +62,7 @@ export class Widget {
     this.flushing = false;
     this.retryTimer = null;
     this.retryDelay = RETRY_MIN_MS;
+    this.busyRetried = false; // the quick, quiet retry after `busy` was used
     this.reconnectTimer = null;
     this.reconnectDelay = RETRY_MIN_MS;
     this.pendingLanguage = null;
@@ -476,10 +478,18 @@ export class Widget {
         if (isObject(ack) && ack.ok === true) {
           this.dequeue(entry);
           this.retryDelay = RETRY_MIN_MS;
+          this.busyRetried = false;
           this.acknowledged(entry, ack);
           continue;
         }
         const code = isObject(ack) && isObject(ack.error) ? ack.error.code : null;
+        if (code === "busy" && !this.busyRetried) {
+          // Nothing was done; the server is at its bound for a moment. Once, soon and
+          // without a message; if it is still busy, as any other failure.
+          this.busyRetried = true;
+          this.retryLater(BUSY_RETRY_MS);
+          return;
+        }
         this.view.showError(this.errorText(ack));
         if (code === "unavailable" || code === "busy" || code === "rate_limited" || code === "error") {
           // Maybe nothing was stored, maybe it was: the same client_id, later, is safe.
@@ -494,11 +504,12 @@ export class Widget {
     }
   }
 
-  retryLater() {
+  // Flush again after `first` ms, or after the growing delay (2 s, doubling to 60 s).
+  retryLater(first = null) {
     clearTimeout(this.retryTimer);
-    const delay = this.retryDelay * (0.75 + Math.random() / 2);
-    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
-    this.retryTimer = setTimeout(() => this.flush(), delay);
+    const base = first ?? this.retryDelay;
+    if (first === null) this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => this.flush(), base * (0.75 + Math.random() / 2));
   }
 
   dequeue(entry) {
@@ -581,6 +592,7 @@ export class Widget {
 
     clearTimeout(this.retryTimer);
     this.retryDelay = RETRY_MIN_MS;
+    this.busyRetried = false;
     clearTimeout(this.staffTypingTimer);
     this.view.setTyping(false);
     this.view.showError(null);
