@@ -72,9 +72,8 @@ async function pool(items, concurrency, work) {
   return results;
 }
 
-// As the widget (widget/src/widget.js): after `busy`, once after 0.5 s, then 2 s doubling,
-// each jittered by +-25 %.
-const BUSY_RETRY_MS = 500;
+// As the widget (widget/src/widget.js): after a busy answer (`unavailable` with
+// `retry_after_ms`), once after the hint, then 2 s doubling, each jittered by +-25 %.
 const RETRY_MIN_MS = 2000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -86,8 +85,9 @@ async function send(entry, kind, value) {
   let delay = RETRY_MIN_MS;
   for (let tries = 1; ; tries++) {
     const ack = await entry.socket.timeout(60000).emitWithAck("input", input);
-    if (ack.ok || ack.error?.code !== "busy" || tries >= 6) return { ...ack, tries };
-    const wait = tries === 1 ? BUSY_RETRY_MS : delay;
+    const busy = typeof ack.error?.retry_after_ms === "number"; // the service at its bound
+    if (ack.ok || !busy || tries >= 6) return { ...ack, tries };
+    const wait = tries === 1 ? ack.error.retry_after_ms : delay;
     await sleep(wait * (0.75 + Math.random() / 2));
     if (tries > 1) delay *= 2;
   }

@@ -146,7 +146,6 @@ class Container:
         )
         tickets.listeners.append(analytics)
         rate_limits = rate_limit_storage(settings)
-        admission = Admission(settings.inputs_in_flight, metrics)  # one bound for all channels
         widget = WidgetChannel(
             settings,
             repos,
@@ -156,7 +155,6 @@ class Container:
             metrics,
             rate_limits=rate_limits,
             client_manager=socketio_manager(settings),
-            admission=admission,
         )
         for logged_by_staff in (Channel.PHONE, Channel.EMAIL):
             delivery.register(logged_by_staff, StaffAnswerThem())
@@ -171,7 +169,7 @@ class Container:
                 delivery,
                 i18n,
                 rate_limits=rate_limits,
-                admission=admission,
+                admission=Admission(settings.inputs_in_flight, metrics),
             )
             if telegram.staff_topics is not None:
                 privacy.topic_eraser = telegram.staff_topics.delete_topic
@@ -198,7 +196,7 @@ class Container:
         writes = self.settings.mongodb_writes_at_once
         if writes is None and await self.database.is_ferretdb():
             writes = FERRETDB_WRITES_AT_ONCE
-        self.database.writes.limit_to(writes)
+        self.database.writes.limit_to(writes or None)  # 0: no bound
         await self.repos.ensure_indexes()
         if self.sqlite_dir is not None:
             created = await asyncio.to_thread(

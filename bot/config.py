@@ -44,12 +44,12 @@ class Settings(BaseSettings):
     )
     mongodb_writes_at_once: int | None = Field(
         default=None,
-        ge=1,
+        ge=0,
         le=1000,
         description="Writes one process sends the database at once; the rest wait their "
-        "turn in the process. Unset: 3 when the server is FerretDB (SQLite under it lets "
-        "one writer in at a time, and waiting writers back off for up to 100 ms), no bound "
-        "on MongoDB.",
+        "turn in the process (0: no bound). Unset: 3 when the server is FerretDB (SQLite "
+        "under it lets one writer in at a time, and waiting writers back off for up to "
+        "100 ms), no bound on MongoDB.",
     )
     data_dir: Path = Field(
         default=ROOT / "data", description="Where the embedded database keeps its files."
@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     # HTTP
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP server.")
+
+    inputs_in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=10000,
+        description="Customer inputs one process works on at once, per channel (widget "
+        "inputs; Telegram webhook updates). One more is answered busy at once and retried "
+        "by its client, instead of queueing behind the rest past the process's capacity.",
+    )
 
     # Logs
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -142,14 +151,6 @@ class Settings(BaseSettings):
     )
 
     # Telegram (issue: Telegram channel). No token: the channel is off.
-    inputs_in_flight: int = Field(
-        default=64,
-        ge=1,
-        le=10000,
-        description="Customer inputs (widget events, Telegram webhook updates) one process "
-        "works on at once. One more is answered busy at once and retried by its client, "
-        "instead of queueing behind the rest when the process is past its capacity.",
-    )
     telegram_token: SecretStr | None = Field(
         default=None, description="Bot token from @BotFather. Unset: no Telegram channel."
     )

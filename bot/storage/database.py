@@ -43,21 +43,34 @@ class WriteGate:
     MongoDB takes concurrent writes well, so there is no bound by default.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wait_seconds: float = 5.0) -> None:
         self.limit: int | None = None
+        self.wait_seconds = wait_seconds
         self._turns: asyncio.Semaphore | None = None
 
     def limit_to(self, limit: int | None) -> None:
-        self.limit = limit
-        self._turns = None if limit is None else asyncio.Semaphore(limit)
+        if limit != self.limit:  # a new semaphore would not count the writes in the old one
+            self.limit = limit
+            self._turns = None if limit is None else asyncio.Semaphore(limit)
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
-        if self._turns is None:
+        """Wait for a turn, at most `wait_seconds` (the driver's own wait for a server):
+        while the database is away the writes ahead fail one by one, and the ones queued
+        behind them should not wait for all of those to fail first."""
+        turns = self._turns
+        if turns is None:
             yield
             return
-        async with self._turns:
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await turns.acquire()
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(exc) from exc
+        try:
             yield
+        finally:
+            turns.release()
 
 
 WRITES = (
@@ -76,10 +89,15 @@ WRITES = (
 
 
 class GatedCollection(AsyncCollection[Doc]):
-    """A collection whose writes (WRITES) each wait their turn at the process's WriteGate."""
+    """A collection whose writes (WRITES) each wait their turn at the process's WriteGate.
 
-    def __init__(self, database: GatedDatabase, name: str, **options: Any) -> None:
-        super().__init__(database, name, **options)
+    Reached through GatedDatabase (`db[name]`, `db.name`, `get_collection`). pymongo's
+    `with_options`, `create_collection` and sub-collections return plain collections,
+    which are not gated; the repositories use none of them for writes.
+    """
+
+    def __init__(self, database: GatedDatabase, name: str, *args: Any, **options: Any) -> None:
+        super().__init__(database, name, *args, **options)
         self._gate = database.gate
 
 
@@ -106,8 +124,8 @@ class GatedDatabase(AsyncDatabase[Doc]):
     def __getitem__(self, name: str) -> AsyncCollection[Doc]:
         return GatedCollection(self, name)
 
-    def get_collection(self, name: str, **options: Any) -> AsyncCollection[Doc]:  # type: ignore[override]
-        return GatedCollection(self, name, **options)
+    def get_collection(self, name: str, *args: Any, **options: Any) -> AsyncCollection[Doc]:
+        return GatedCollection(self, name, *args, **options)
 
 
 class Database:
@@ -127,7 +145,7 @@ class Database:
             connectTimeoutMS=timeout_ms,
             appname="feedback-bot",
         )
-        self.writes = WriteGate()
+        self.writes = WriteGate(wait_seconds=timeout_ms / 1000)
         self.db: AsyncDatabase[Doc] = GatedDatabase(self.client, name, self.writes)
 
     async def ping(self) -> None:

@@ -412,8 +412,10 @@ async def test_a_webhook_update_past_the_bound_in_flight_gets_503_and_its_redeli
         url = service.url + "/telegram/webhook"
         headers = {"X-Telegram-Bot-Api-Secret-Token": "a-long-random-secret"}
         update = fake.user_command(5015, "start", push=False)
-        admission = service.container.widget.admission  # one bound for every channel
-        with admission.slot("widget") as taken:  # a widget input is being worked on
+        assert service.container.telegram is not None
+        admission = service.container.telegram.admission  # Telegram's own bound
+        assert admission is not service.container.widget.admission
+        with admission.slot("telegram") as taken:  # another update is being worked on
             assert taken
             async with http.post(url, json=update, headers=headers) as response:
                 assert response.status == 503  # Telegram delivers it again later

@@ -363,10 +363,13 @@ async def test_inputs_past_the_bound_in_flight_are_answered_busy_and_kept_when_r
             assert second
             busy = await tab.send("text", "The parcel came late again.", client_id="late-0001")
         assert busy["ok"] is False
-        assert busy["error"]["code"] == "busy"
+        # `unavailable`, which every widget retries, with a hint that it is only a moment
+        assert busy["error"]["code"] == "unavailable"
+        assert busy["error"]["retry_after_ms"] == 500
         assert "in a moment" in busy["error"]["message"]  # localized, not the code
         metrics = service.container.metrics
         assert metrics.inputs_refused.labels("widget")._value.get() == 1
+        assert metrics.widget_events.labels("input", "busy")._value.get() == 1
         # Nothing was stored; the widget's retry with the same client_id is kept, once.
         again = await tab.send("text", "The parcel came late again.", client_id="late-0001")
         assert again["ok"] is True

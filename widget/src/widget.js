@@ -11,7 +11,6 @@ const TYPING_REFRESH_MS = 4000; // while typing, say so again this often
 const TYPING_IDLE_MS = 5000; // after this long without a keystroke, stop saying so
 const STAFF_TYPING_MAX_MS = 15000; // hide the indicator if the "stopped" event is lost
 const RETRY_MIN_MS = 2000;
-const BUSY_RETRY_MS = 500; // `busy`: the server had many inputs at once, and did nothing
 const RETRY_MAX_MS = 60000;
 const STALE_ANSWER_MS = 60 * 60 * 1000;
 
@@ -62,7 +61,7 @@ export class Widget {
     this.flushing = false;
     this.retryTimer = null;
     this.retryDelay = RETRY_MIN_MS;
-    this.busyRetried = false; // the quick, quiet retry after `busy` was used
+    this.busyRetried = false; // the quick, quiet retry after a busy server was used
     this.reconnectTimer = null;
     this.reconnectDelay = RETRY_MIN_MS;
     this.pendingLanguage = null;
@@ -483,15 +482,17 @@ export class Widget {
           continue;
         }
         const code = isObject(ack) && isObject(ack.error) ? ack.error.code : null;
-        if (code === "busy" && !this.busyRetried) {
-          // Nothing was done; the server is at its bound for a moment. Once, soon and
-          // without a message; if it is still busy, as any other failure.
+        const hint = code === "unavailable" ? ack.error.retry_after_ms : null;
+        if (typeof hint === "number" && !this.busyRetried) {
+          // Nothing was done: the server had its bound of inputs at once for a moment.
+          // Once, as soon as it says and without a message; if it is still busy, as any
+          // other failure.
           this.busyRetried = true;
-          this.retryLater(BUSY_RETRY_MS);
+          this.retryLater(Math.min(Math.max(hint, 100), RETRY_MIN_MS));
           return;
         }
         this.view.showError(this.errorText(ack));
-        if (code === "unavailable" || code === "busy" || code === "rate_limited" || code === "error") {
+        if (code === "unavailable" || code === "rate_limited" || code === "error") {
           // Maybe nothing was stored, maybe it was: the same client_id, later, is safe.
           this.retryLater();
           return;

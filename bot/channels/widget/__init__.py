@@ -441,6 +441,7 @@ def _one(args: tuple[Any, ...]) -> Any:
 
 
 _MALFORMED = object()
+BUSY_RETRY_MS = 500  # the first retry after a busy answer (widget.js applies +-25 %)
 
 
 class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -453,6 +454,20 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def _fail(self, visitor: Visitor, event: str, code: str, **params: int | str) -> dict[str, Any]:
         self.channel.metrics.widget_events.labels(event, code).inc()
         return {"ok": False, "error": error(self.channel.i18n, visitor.locale, code, **params)}
+
+    def _busy(self, visitor: Visitor, event: str) -> dict[str, Any]:
+        """Nothing was done: the process is at its bound of inputs at once (bot.admission).
+
+        The code is `unavailable`, which every widget (and docs/widget-protocol.md) has
+        always retried with the same client_id: a widget loaded before `busy` existed
+        would drop an input answered with an unknown code. The hint says how soon.
+        """
+        self.channel.metrics.widget_events.labels(event, "busy").inc()
+        body = error(self.channel.i18n, visitor.locale, "busy")
+        return {
+            "ok": False,
+            "error": {**body, "code": "unavailable", "retry_after_ms": BUSY_RETRY_MS},
+        }
 
     def _ok(self, event: str, **body: Any) -> dict[str, Any]:
         self.channel.metrics.widget_events.labels(event, "ok").inc()
@@ -511,7 +526,7 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return self._fail(visitor, "input", "too_large", limit=limit)
         with channel.admission.slot("widget") as admitted:
             if not admitted:  # past capacity: the widget sends it again in a moment
-                return self._fail(visitor, "input", "busy")
+                return self._busy(visitor, "input")
             return await self._input(sid, visitor, payload)
 
     async def _input(self, sid: str, visitor: Visitor, payload: WidgetInput) -> dict[str, Any]:
