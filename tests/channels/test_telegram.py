@@ -414,6 +414,7 @@ async def test_a_webhook_update_past_the_bound_in_flight_gets_503_and_its_redeli
         update = fake.user_command(5015, "start", push=False)
         assert service.container.telegram is not None
         admission = service.container.telegram.admission  # Telegram's own bound
+        assert admission is not None
         assert admission is not service.container.widget.admission
         with admission.slot("telegram") as taken:  # another update is being worked on
             assert taken
