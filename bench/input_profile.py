@@ -7,8 +7,8 @@ In this process (no socket): a Container on a fresh embedded FerretDB, `--custom
 customers give feedback through DialogueService (as the widget does), then each sends
 free text onto their open ticket, as WidgetNamespace.on_input does (the dialogue, which
 stores the words once per idempotency key and says where the customer is for the ack).
-PyMongo's command monitoring counts every command and its time, per input, by command and
-collection.
+The service's own timer of database commands (feedback_database_command_seconds) counts
+every command and its time, per input, by command and collection.
 """
 
 from __future__ import annotations
@@ -22,38 +22,28 @@ from collections import defaultdict
 from pathlib import Path
 
 from common import BENCH_DB, BenchDatabase, embedded_database, header, loadavg, table
-from pymongo import monitoring
 
 from bot.app import Container
 from bot.config import Settings
 from bot.domain.flow import Command, Input
 from bot.domain.models import Channel
+from bot.metrics import Metrics
 
 
-class Counter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.active = False
-        self.pending: dict[int, tuple[str, str]] = {}
-        self.stats: dict[tuple[str, str], list[float]] = defaultdict(list)
-
-    def started_event(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.active:
-            target = event.command.get(event.command_name)
-            name = target if isinstance(target, str) else ""
-            self.pending[event.request_id] = (event.command_name, name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        key = self.pending.pop(event.request_id, None)
-        if key:
-            self.stats[key].append(event.duration_micros / 1000)
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        key = self.pending.pop(event.request_id, None)
-        if key:
-            self.stats[key].append(event.duration_micros / 1000)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.started_event(event)
+def command_totals(metrics: Metrics) -> dict[tuple[str, str], tuple[float, float]]:
+    """(command, collection) -> (how many, seconds in all), from the service's own timer of
+    every database command (bot.metrics.CommandTimer)."""
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for metric in metrics.registry.collect():
+        if metric.name != "feedback_database_command_seconds":
+            continue
+        for sample in metric.samples:
+            key = (sample.labels["command"], sample.labels["collection"])
+            if sample.name.endswith("_count"):
+                totals[key][0] = sample.value
+            elif sample.name.endswith("_sum"):
+                totals[key][1] = sample.value
+    return {k: (v[0], v[1]) for k, v in totals.items()}
 
 
 FEEDBACK = [
@@ -65,8 +55,6 @@ FEEDBACK = [
 
 
 async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
-    counter = Counter()
-    monitoring.register(counter)
     container = Container.build(Settings(_env_file=None, mongodb_database=BENCH_DB), db.uri)  # type: ignore[call-arg]
     container.sqlite_dir = db.sqlite_dir  # prepared as the service prepares it
     await container.prepare_database()
@@ -79,8 +67,7 @@ async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
     print(f"# {len(visitors)} customers gave feedback in {time.monotonic() - t0:.1f} s", flush=True)
     rows = []
     for round_ in range(args.rounds):
-        counter.stats.clear()
-        counter.active = True
+        before = command_totals(container.metrics)
         t0 = time.monotonic()
         for v in visitors[: args.sample]:
             key = f"widget:bench:{secrets.token_hex(8)}"
@@ -93,10 +80,15 @@ async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
             if handled.where is None:  # as on_input: the state only when not known yet
                 await dialogue.current(Channel.WIDGET, v, "en")
         elapsed = time.monotonic() - t0
-        counter.active = False
+        after = command_totals(container.metrics)
+        stats = {
+            k: (count - before.get(k, (0.0, 0.0))[0], (secs - before.get(k, (0.0, 0.0))[1]) * 1000)
+            for k, (count, secs) in after.items()
+        }
+        stats = {k: v for k, v in stats.items() if v[0]}
         n = args.sample
-        total_cmds = sum(len(v) for v in counter.stats.values())
-        total_ms = sum(sum(v) for v in counter.stats.values())
+        total_cmds = sum(count for count, _ in stats.values())
+        total_ms = sum(ms for _, ms in stats.values())
         docs = await container.database.db["messages"].estimated_document_count()
         print(
             f"# round {round_ + 1}: {n} inputs in {elapsed:.2f} s ({n / elapsed:.1f}/s, one at a "
@@ -105,8 +97,8 @@ async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
             flush=True,
         )
         rows = [
-            [cmd, coll, round(len(v) / n, 2), round(sum(v) / n, 2), round(sum(v) / len(v), 2)]
-            for (cmd, coll), v in sorted(counter.stats.items(), key=lambda kv: -sum(kv[1]))
+            [cmd, coll, round(count / n, 2), round(ms / n, 2), round(ms / count, 2)]
+            for (cmd, coll), (count, ms) in sorted(stats.items(), key=lambda kv: -kv[1][1])
         ]
         # Grow the data between rounds, as a busy service does.
         for v in visitors:

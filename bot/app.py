@@ -155,6 +155,7 @@ class Container:
             metrics,
             rate_limits=rate_limits,
             client_manager=socketio_manager(settings),
+            admission=Admission(settings.inputs_in_flight, metrics),  # a bound per channel
         )
         for logged_by_staff in (Channel.PHONE, Channel.EMAIL):
             delivery.register(logged_by_staff, StaffAnswerThem())

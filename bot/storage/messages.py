@@ -198,19 +198,15 @@ class MessageRepository(Repository[Message]):
         names the index that refused; FerretDB does not, so there the search for a key
         stored before ids came from keys is made only once a number was refused 3 times.
         """
-        stored = await self.collection.find_one({"_id": message_id(key)})
-        if stored is not None:
-            return self._load(stored)
         pattern = (exc.details or {}).get("keyPattern")  # MongoDB's, not FerretDB's
         legacy = "idempotency_key" in pattern if isinstance(pattern, dict) else collisions == 3
-        if not legacy:
-            return None
-        doc = await self.collection.find_one({"idempotency_key": key})
-        return None if doc is None else self._load(doc)
+        return await self.by_idempotency_key(key, legacy=legacy)
 
-    async def by_idempotency_key(self, key: str) -> Message | None:
+    async def by_idempotency_key(self, key: str, *, legacy: bool = True) -> Message | None:
+        """The message stored under `key`; with `legacy`, also one stored before ids came
+        from keys (a search by key: a scan of every message on FerretDB)."""
         doc = await self.collection.find_one({"_id": message_id(key)})
-        if doc is None:  # stored before ids came from keys
+        if doc is None and legacy:
             doc = await self.collection.find_one({"idempotency_key": key})
         return None if doc is None else self._load(doc)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -344,13 +345,19 @@ async def test_staff_work_a_ticket_from_a_forum_topic(
         assert mirror.params["message_thread_id"] == topic
 
 
-async def test_webhook_mode_checks_the_secret_token(settings: Settings, fake: FakeTelegram) -> None:
-    configured = telegram_settings(
+def webhook_settings(settings: Settings, fake: FakeTelegram, **overrides: Any) -> Settings:
+    """Webhook mode at a public URL, with the secret Telegram sends back in a header."""
+    return telegram_settings(
         settings,
         fake,
         telegram_webhook_url="https://feedback.example.com/",
         telegram_webhook_secret="a-long-random-secret",
+        **overrides,
     )
+
+
+async def test_webhook_mode_checks_the_secret_token(settings: Settings, fake: FakeTelegram) -> None:
+    configured = webhook_settings(settings, fake)
     async with running(configured, fake) as service:
         (hook,) = fake.calls_of("setWebhook")
         assert hook.params["url"] == "https://feedback.example.com/telegram/webhook"
@@ -378,12 +385,7 @@ async def test_a_webhook_body_that_is_not_an_update_gets_400_not_500(
     settings: Settings, fake: FakeTelegram
 ) -> None:
     # Found by bench/faults/fuzz.py: aiogram turned the parse error into a 500.
-    configured = telegram_settings(
-        settings,
-        fake,
-        telegram_webhook_url="https://feedback.example.com/",
-        telegram_webhook_secret="a-long-random-secret",
-    )
+    configured = webhook_settings(settings, fake)
     async with running(configured, fake) as service, aiohttp.ClientSession() as http:
         url = service.url + "/telegram/webhook"
         headers = {
@@ -401,13 +403,7 @@ async def test_a_webhook_body_that_is_not_an_update_gets_400_not_500(
 async def test_a_webhook_update_past_the_bound_in_flight_gets_503_and_its_redelivery_counts(
     settings: Settings, fake: FakeTelegram
 ) -> None:
-    configured = telegram_settings(
-        settings,
-        fake,
-        telegram_webhook_url="https://feedback.example.com/",
-        telegram_webhook_secret="a-long-random-secret",
-        inputs_in_flight=1,
-    )
+    configured = webhook_settings(settings, fake, inputs_in_flight=1)
     async with running(configured, fake) as service, aiohttp.ClientSession() as http:
         url = service.url + "/telegram/webhook"
         headers = {"X-Telegram-Bot-Api-Secret-Token": "a-long-random-secret"}

@@ -49,13 +49,11 @@ class WebhookHandler(SimpleRequestHandler):
     and past the process's capacity (bot.admission) an update is answered 503 at once,
     which Telegram delivers again a little later."""
 
-    def __init__(self, *args: Any, admission: Admission | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, admission: Admission, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.admission = admission
 
     async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
-        if self.admission is None:
-            return await self._handle_update(bot, request)
         with self.admission.slot("telegram") as admitted:
             if not admitted:
                 return web.json_response({"ok": False, "error": "busy"}, status=503)
@@ -92,8 +90,8 @@ class TelegramChannel:
         delivery: DeliveryService,
         i18n: I18n,
         *,
+        admission: Admission,
         rate_limits: Storage | None = None,
-        admission: Admission | None = None,
     ) -> None:
         assert settings.telegram_token is not None  # noqa: S101 - built only when configured
         self.settings = settings

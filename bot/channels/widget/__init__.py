@@ -171,10 +171,10 @@ class WidgetChannel:
         *,
         rate_limits: Storage | None = None,
         client_manager: socketio.AsyncManager | None = None,
-        admission: Admission | None = None,
+        admission: Admission,
     ) -> None:
         self.settings = settings
-        self.admission = admission or Admission(settings.inputs_in_flight, metrics)
+        self.admission = admission
         self.repos = repos
         self.dialogue = dialogue
         self.i18n = i18n
