@@ -25,7 +25,7 @@ from bot.domain.models import Channel, ConsentPurpose, Ticket, TicketStatus
 from bot.domain.privacy import NOTICE_VERSION, text_hash
 from bot.domain.text import Text
 from bot.storage.embedded import free_port
-from tests.support import FixedClock
+from tests.support import FixedClock, close_abandoned_sockets
 
 Client = TestClient[web.Request, web.Application]
 
@@ -606,6 +606,7 @@ async def test_c3_2_2_with_the_database_down_nothing_is_acknowledged_and_nothing
         )
         assert response.status == 503
         assert "not available right now" in await response.text()
+    await close_abandoned_sockets()
 
 
 async def test_a_stream_of_forms_from_one_address_is_refused(container: Container) -> None:

@@ -24,6 +24,7 @@ from bot.domain.models import (
 from bot.storage import Database, DatabaseUnavailable, Repositories
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.embedded import free_port
+from tests.support import close_abandoned_sockets
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
@@ -235,6 +236,7 @@ async def test_unreachable_database_raises_a_clear_error() -> None:
             await database.ping()
     finally:
         await database.close()
+        await close_abandoned_sockets()
 
 
 async def test_indexes_are_completed_at_every_start(repos: Repositories) -> None:
