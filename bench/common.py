@@ -14,7 +14,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from prometheus_client.metrics_core import Metric  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
 from bot.config import _user_cache_dir  # noqa: E402
@@ -119,6 +122,53 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in text
     ]
     return "\n".join(lines)
+
+
+def command_totals(families: Iterable[Metric]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(command, collection) -> (how many, seconds in all), from the service's own timer of
+    every database command (bot.metrics.CommandTimer, `feedback_database_command_seconds`):
+    a registry's collect() in this process, or a scraped /metrics page parsed by
+    prometheus_client.parser.text_string_to_metric_families."""
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for metric in families:
+        if metric.name != "feedback_database_command_seconds":
+            continue
+        for sample in metric.samples:
+            key = (sample.labels["command"], sample.labels["collection"])
+            if sample.name.endswith("_count"):
+                totals[key][0] = sample.value
+            elif sample.name.endswith("_sum"):
+                totals[key][1] = sample.value
+    return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
+def scraped_command_totals(base: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """command_totals of a running service, from its /metrics page."""
+    status, body = http_get(base + "/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    return command_totals(text_string_to_metric_families(body.decode()))
+
+
+def command_table(
+    before: dict[tuple[str, str], tuple[float, float]],
+    after: dict[tuple[str, str], tuple[float, float]],
+    per: int,
+) -> tuple[list[list[object]], float, float]:
+    """Rows (command, collection, per item, ms per item, ms each) of the commands sent
+    between two command_totals, most time first; and the commands and ms per item."""
+    stats = {
+        k: (count - before.get(k, (0.0, 0.0))[0], (secs - before.get(k, (0.0, 0.0))[1]) * 1000)
+        for k, (count, secs) in after.items()
+    }
+    stats = {k: v for k, v in stats.items() if v[0]}
+    rows: list[list[object]] = [
+        [cmd, coll, round(count / per, 2), round(ms / per, 2), round(ms / count, 2)]
+        for (cmd, coll), (count, ms) in sorted(stats.items(), key=lambda kv: -kv[1][1])
+    ]
+    commands = sum(count for count, _ in stats.values()) / per
+    ms = sum(ms for _, ms in stats.values()) / per
+    return rows, commands, ms
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

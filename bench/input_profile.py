@@ -18,33 +18,23 @@ import asyncio
 import secrets
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
-from common import BENCH_DB, BenchDatabase, embedded_database, header, loadavg, table
+from common import (
+    BENCH_DB,
+    BenchDatabase,
+    command_table,
+    command_totals,
+    embedded_database,
+    header,
+    loadavg,
+    table,
+)
 
 from bot.app import Container
 from bot.config import Settings
 from bot.domain.flow import Command, Input
 from bot.domain.models import Channel
-from bot.metrics import Metrics
-
-
-def command_totals(metrics: Metrics) -> dict[tuple[str, str], tuple[float, float]]:
-    """(command, collection) -> (how many, seconds in all), from the service's own timer of
-    every database command (bot.metrics.CommandTimer)."""
-    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for metric in metrics.registry.collect():
-        if metric.name != "feedback_database_command_seconds":
-            continue
-        for sample in metric.samples:
-            key = (sample.labels["command"], sample.labels["collection"])
-            if sample.name.endswith("_count"):
-                totals[key][0] = sample.value
-            elif sample.name.endswith("_sum"):
-                totals[key][1] = sample.value
-    return {k: (v[0], v[1]) for k, v in totals.items()}
-
 
 FEEDBACK = [
     Input.command(Command.START),
@@ -67,7 +57,7 @@ async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
     print(f"# {len(visitors)} customers gave feedback in {time.monotonic() - t0:.1f} s", flush=True)
     rows = []
     for round_ in range(args.rounds):
-        before = command_totals(container.metrics)
+        before = command_totals(container.metrics.registry.collect())
         t0 = time.monotonic()
         for v in visitors[: args.sample]:
             key = f"widget:bench:{secrets.token_hex(8)}"
@@ -80,26 +70,16 @@ async def run(db: BenchDatabase, args: argparse.Namespace) -> None:
             if handled.where is None:  # as on_input: the state only when not known yet
                 await dialogue.current(Channel.WIDGET, v, "en")
         elapsed = time.monotonic() - t0
-        after = command_totals(container.metrics)
-        stats = {
-            k: (count - before.get(k, (0.0, 0.0))[0], (secs - before.get(k, (0.0, 0.0))[1]) * 1000)
-            for k, (count, secs) in after.items()
-        }
-        stats = {k: v for k, v in stats.items() if v[0]}
+        after = command_totals(container.metrics.registry.collect())
         n = args.sample
-        total_cmds = sum(count for count, _ in stats.values())
-        total_ms = sum(ms for _, ms in stats.values())
+        rows, commands, ms = command_table(before, after, n)
         docs = await container.database.db["messages"].estimated_document_count()
         print(
             f"# round {round_ + 1}: {n} inputs in {elapsed:.2f} s ({n / elapsed:.1f}/s, one at a "
-            f"time); {total_cmds / n:.1f} commands and {total_ms / n:.1f} ms of database time "
+            f"time); {commands:.1f} commands and {ms:.1f} ms of database time "
             f"an input; messages collection: {docs:,} documents; load avg {loadavg()}",
             flush=True,
         )
-        rows = [
-            [cmd, coll, round(count / n, 2), round(ms / n, 2), round(ms / count, 2)]
-            for (cmd, coll), (count, ms) in sorted(stats.items(), key=lambda kv: -kv[1][1])
-        ]
         # Grow the data between rounds, as a busy service does.
         for v in visitors:
             for _ in range(args.grow):

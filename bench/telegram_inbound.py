@@ -27,11 +27,13 @@ from common import (
     TELEGRAM_SECRET,
     AsyncService,
     BenchDatabase,
+    command_table,
     cpu_seconds,
     embedded_database,
     header,
     loadavg,
     percentile,
+    scraped_command_totals,
     table,
     telegram_env,
 )
@@ -148,6 +150,7 @@ async def run_mode(
                 User(fake, chats, base_chat + i, deliver, latencies, push=not webhook)
                 for i in range(args.users)
             ]
+            commands0 = await asyncio.to_thread(scraped_command_totals, svc.base)
             cpu0, own0 = cpu_seconds(svc.pid), cpu_seconds(os.getpid())
             db0 = cpu_seconds(db.pid) if db.pid else 0.0
             t0 = time.monotonic()
@@ -156,6 +159,7 @@ async def run_mode(
             cpu = (cpu_seconds(svc.pid) - cpu0) / elapsed * 100
             own = (cpu_seconds(os.getpid()) - own0) / elapsed * 100
             dbcpu = (cpu_seconds(db.pid) - db0) / elapsed * 100 if db.pid else None
+            commands1 = await asyncio.to_thread(scraped_command_totals, svc.base)
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
                 print(f"# {mode}: {len(failed)} users failed, first: {failed[0]!r}", flush=True)
@@ -175,6 +179,9 @@ async def run_mode(
         loadavg().split()[0],
     ]
     print("# " + " | ".join(str(c) for c in row), flush=True)
+    rows, commands, ms = command_table(commands0, commands1, max(1, len(latencies)))
+    print(f"\n{mode}: {commands:.1f} database commands and {ms:.1f} ms of database time per update")
+    print(table(["command", "collection", "per update", "ms per update", "ms each"], rows))
     return row
 
 
