@@ -24,6 +24,7 @@ from bot.domain.models import (
 from bot.storage import Database, DatabaseUnavailable, Repositories
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.embedded import free_port
+from bot.storage.inbound import Claim
 from tests.support import close_abandoned_sockets
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -224,6 +225,50 @@ async def test_an_expired_lock_is_taken_over_and_a_released_one_is_free(
     await repos.locks.release(held[0])
     assert await repos.locks.acquire("job", ttl, now=later) is not None
     assert await repos.locks.collection.count_documents({}) == 1
+
+
+async def test_an_inbound_event_is_claimed_once_and_then_known_as_handled(
+    repos: Repositories,
+) -> None:
+    ttl = timedelta(minutes=2)
+    claims = await asyncio.gather(
+        *(repos.inbound.claim("telegram:1:7", ttl, now=NOW) for _ in range(20))
+    )
+    assert claims.count(Claim.MINE) == 1
+    assert set(claims) == {Claim.MINE, Claim.BUSY}
+    assert not await repos.inbound.seen("telegram:1:7")  # claimed is not handled
+    await repos.inbound.done("telegram:1:7")
+    assert await repos.inbound.seen("telegram:1:7")
+    assert await repos.inbound.claim("telegram:1:7", ttl, now=NOW) is Claim.HANDLED
+    # A key recorded before claims existed (no `until`) counts as handled.
+    await repos.inbound.collection.insert_one({"_id": "telegram:1:6", "at": NOW})
+    assert await repos.inbound.claim("telegram:1:6", ttl, now=NOW) is Claim.HANDLED
+
+
+async def test_a_failed_or_dead_claim_lets_a_redelivery_handle_the_event(
+    repos: Repositories,
+) -> None:
+    ttl = timedelta(minutes=2)
+    assert await repos.inbound.claim("telegram:1:8", ttl, now=NOW) is Claim.MINE
+    await repos.inbound.give_up("telegram:1:8")  # the handler failed
+    assert await repos.inbound.claim("telegram:1:8", ttl, now=NOW) is Claim.MINE
+    # That holder died: while its claim runs, a redelivery waits; after it, of many
+    # redeliveries at once exactly one takes over, and then the others wait on it.
+    assert await repos.inbound.claim("telegram:1:8", ttl, now=NOW + ttl / 2) is Claim.BUSY
+    later = NOW + ttl + timedelta(seconds=1)
+    takers = await asyncio.gather(
+        *(repos.inbound.claim("telegram:1:8", ttl, now=later) for _ in range(10))
+    )
+    assert takers.count(Claim.MINE) == 1
+    assert await repos.inbound.claim("telegram:1:8", ttl, now=later) is Claim.BUSY
+    # The taker dies as well: the next takeover is decided anew.
+    muchlater = later + ttl + timedelta(seconds=1)
+    takers = await asyncio.gather(
+        *(repos.inbound.claim("telegram:1:8", ttl, now=muchlater) for _ in range(10))
+    )
+    assert takers.count(Claim.MINE) == 1
+    await repos.inbound.done("telegram:1:8")
+    assert await repos.inbound.claim("telegram:1:8", ttl, now=muchlater) is Claim.HANDLED
 
 
 async def test_unreachable_database_raises_a_clear_error() -> None:

@@ -121,9 +121,7 @@ class TelegramChannel:
         # Registered once, here (start() may be retried); the bot id comes from the token.
         # InOrderPerUser first: it must see each update before anything waits.
         self.dispatcher.update.outer_middleware(InOrderPerUser())
-        self.dispatcher.update.outer_middleware(
-            OncePerUpdate(self.repos.inbound, self.repos.locks, self.bot.id)
-        )
+        self.dispatcher.update.outer_middleware(OncePerUpdate(self.repos.inbound, self.bot.id))
         self.dispatcher.message.outer_middleware(
             FloodControl(
                 settings.telegram_flood_messages,

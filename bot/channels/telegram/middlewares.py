@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -20,8 +21,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from bot.storage import DatabaseUnavailable
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.database import LocalLocks
-from bot.storage.inbound import InboundEventRepository
-from bot.storage.locks import LockRepository
+from bot.storage.inbound import Claim, InboundEventRepository
 
 log = logging.getLogger(__name__)
 
@@ -60,36 +60,36 @@ class InOrderPerUser(BaseMiddleware):
 class OncePerUpdate(BaseMiddleware):
     """Each (bot, update_id) is handled at most once, however often Telegram delivers it.
 
-    The update is marked after it was handled, under a lock while it is being
-    handled, so a crash mid-way lets a re-delivery try again and a concurrent
-    duplicate is dropped. Handlers get `event_key` as the idempotency key of
+    The update is claimed before it is handled (bot.storage.inbound) and recorded as
+    handled after, so a crash or a failure mid-way lets a re-delivery try again and a
+    concurrent duplicate is dropped. Handlers get `event_key` as the idempotency key of
     anything they store.
     """
 
-    def __init__(
-        self, inbound: InboundEventRepository, locks: LockRepository, bot_id: int, tries: int = 5
-    ) -> None:
+    CLAIM_TTL = timedelta(minutes=2)
+
+    def __init__(self, inbound: InboundEventRepository, bot_id: int, tries: int = 5) -> None:
         self.inbound = inbound
-        self.locks = locks
         self.bot_id = bot_id
         self.tries = tries
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
         key = f"telegram:{self.bot_id}:{event.update_id}"
-        lock = await self.locks.acquire(key, timedelta(minutes=2))
-        if lock is None:
-            return None  # the same update is being handled right now
-        try:
-            if await self.inbound.seen(key):
+        claim = await self.inbound.claim(key, self.CLAIM_TTL)
+        if claim is not Claim.MINE:
+            if claim is Claim.HANDLED:
                 log.info("duplicate update dropped", extra={"update_id": event.update_id})
-                return None
-            data["event_key"] = key
+            return None  # BUSY: the same update is being handled right now
+        data["event_key"] = key
+        try:
             result = await self._handle(handler, event, data)
-            await self.inbound.mark(key)
-            return result
-        finally:
-            await self.locks.release(lock)
+        except BaseException:
+            with contextlib.suppress(DatabaseUnavailable):  # else the claim runs out
+                await self.inbound.give_up(key)
+            raise
+        await self.inbound.done(key)
+        return result
 
     async def _handle(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
         """Retry a handler that failed for a passing reason.
