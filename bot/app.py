@@ -199,6 +199,9 @@ class Container:
             writes = FERRETDB_WRITES_AT_ONCE
         self.database.writes.limit_to(writes or None)  # 0: no bound
         await self.repos.ensure_indexes()
+        keyed = await self.repos.customer_keys.backfill(self.repos.customers)
+        if keyed:
+            log.info("customers keyed by identity", extra={"count": keyed})
         if self.sqlite_dir is not None:
             created = await asyncio.to_thread(
                 index_ids, self.sqlite_dir, self.settings.mongodb_database

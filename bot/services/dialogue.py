@@ -234,8 +234,8 @@ class DialogueService:
     async def _who(
         self, channel: Channel, external_id: str, locale_hint: str | None
     ) -> tuple[Conversation, Customer | None]:
-        """The dialogue of this identity, and its customer: by the id the dialogue keeps
-        (a look-up by `_id`), else by the channel identity (a search)."""
+        """The dialogue of this identity, and its customer: by the id the dialogue keeps,
+        else by the channel identity (its key; both look-ups by `_id`)."""
         conversation = await self._conversation(channel, external_id, locale_hint)
         if conversation.customer_id is not None:
             customer = await self.repos.customers.get(conversation.customer_id)

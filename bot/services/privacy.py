@@ -486,7 +486,7 @@ class PrivacyService:
         )
         await repos.conversations.delete(key)  # a draft from before the customer record
         await repos.locks.forget(f"conversation:{key}")
-        report.add({"customers": int(await repos.customers.delete(customer.id))})
+        report.add({"customers": int(await repos.customers.delete(customer))})
         removed = {name: str(count) for name, count in sorted(report.removed.items()) if count}
         await self.close_request(request.id, removed)
         await repos.privacy_requests.close_open_for_customer(

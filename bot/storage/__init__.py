@@ -9,7 +9,7 @@ from bot.storage.audit import AuditRepository
 from bot.storage.canned import CannedReplyRepository
 from bot.storage.consents import ConsentRepository, ConsentStateRepository
 from bot.storage.conversations import ConversationRepository
-from bot.storage.customers import CustomerRepository
+from bot.storage.customers import CustomerKeyRepository, CustomerRepository
 from bot.storage.database import Database, DatabaseUnavailable, Repository
 from bot.storage.inbound import InboundEventRepository
 from bot.storage.locks import LockRepository
@@ -24,6 +24,7 @@ from bot.storage.uploads import UploadRepository, UploadTokenRepository
 @dataclass(frozen=True)
 class Repositories:
     customers: CustomerRepository
+    customer_keys: CustomerKeyRepository
     conversations: ConversationRepository
     tickets: TicketRepository
     messages: MessageRepository
@@ -49,8 +50,12 @@ class Repositories:
         sequences = SequenceRepository(db)
         outbox = OutboxRepository(db)
         consent_states = ConsentStateRepository(db)
+        customer_keys = CustomerKeyRepository(db)
         return cls(
-            customers=CustomerRepository(db, sequences=sequences, consent_states=consent_states),
+            customers=CustomerRepository(
+                db, sequences=sequences, consent_states=consent_states, keys=customer_keys
+            ),
+            customer_keys=customer_keys,
             conversations=ConversationRepository(db, locks=locks),
             tickets=TicketRepository(db, locks=locks),
             messages=MessageRepository(db, sequences=sequences, outbox=outbox),

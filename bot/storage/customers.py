@@ -3,12 +3,92 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from pydantic import Field
 from pymongo import ASCENDING, IndexModel
+from pymongo.errors import BulkWriteError
 
-from bot.domain.models import Channel, Customer, utcnow
+from bot.domain.models import Channel, Customer, Model, utcnow
+from bot.domain.privacy import conversation_key
 from bot.storage.consents import ConsentStateRepository
 from bot.storage.database import Repository
 from bot.storage.messages import SequenceRepository
+
+DUPLICATE_KEY = 11000
+BACKFILL_PAGE = 500
+
+
+def _key(channel: Channel, external_id: str) -> str:
+    return conversation_key(channel.value, external_id)
+
+
+class CustomerKey(Model):
+    """Which customer a channel identity is. The id is the identity's hash, as the
+    dialogue's (conversation_key): the customer record stays the one place that holds
+    the channel's user id."""
+
+    id: str = Field(alias="_id")
+    customer_id: str
+
+
+class CustomerKeyRepository(Repository[CustomerKey]):
+    """A customer by channel identity, found by `_id`.
+
+    customers has a unique index on (channel, external_id), which MongoDB uses to find
+    one; FerretDB v1 finds by `_id` only and read every customer instead, at every step
+    of a dialogue before consent (the dialogue knows its customer's id only after).
+    With 600 customers that search was the slowest command of a Telegram update
+    (docs/performance.md), and it grows with every customer.
+
+    Customers stored before the keys existed get theirs at start-up (`backfill`);
+    until this process has seen them all keyed, a missing key still means a search.
+    """
+
+    collection_name = "customer_keys"
+    model = CustomerKey
+    BACKFILLED = "backfilled"  # a marker's id: a hash is 64 hex digits, never this
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.complete = False  # every customer has a key (the backfill was done)
+
+    async def customer_id(self, channel: Channel, external_id: str) -> str | None:
+        doc = await self.collection.find_one({"_id": _key(channel, external_id)})
+        return None if doc is None else str(doc["customer_id"])
+
+    async def add(self, customer: Customer) -> None:
+        key = CustomerKey(
+            id=_key(customer.channel, customer.external_id), customer_id=customer.id
+        )
+        await self.collection.replace_one({"_id": key.id}, self._dump(key), upsert=True)
+
+    async def forget(self, customer: Customer) -> None:
+        await self.collection.delete_one(
+            {"_id": _key(customer.channel, customer.external_id)}
+        )
+
+    async def backfill(self, customers: CustomerRepository) -> int:
+        """Give every customer stored before the keys existed their key, once."""
+        if await self.collection.find_one({"_id": self.BACKFILLED}) is not None:
+            self.complete = True
+            return 0
+        added, after = 0, None
+        while page := await customers.page(after, BACKFILL_PAGE):
+            keys = [
+                {"_id": _key(c.channel, c.external_id), "customer_id": c.id}
+                for c in page
+            ]
+            try:
+                added += len((await self.collection.insert_many(keys, ordered=False)).inserted_ids)
+            except BulkWriteError as exc:  # keyed already (by get_or_create meanwhile)
+                if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                    raise
+                added += exc.details["nInserted"]
+            after = page[-1].id
+        await self.collection.replace_one(
+            {"_id": self.BACKFILLED}, {"_id": self.BACKFILLED, "customer_id": ""}, upsert=True
+        )
+        self.complete = True
+        return added
 
 
 class CustomerRepository(Repository[Customer]):
@@ -24,11 +104,13 @@ class CustomerRepository(Repository[Customer]):
         *args: object,
         sequences: SequenceRepository,
         consent_states: ConsentStateRepository,
+        keys: CustomerKeyRepository,
         **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.sequences = sequences
         self.consent_states = consent_states
+        self.keys = keys
 
     async def get_or_create(self, channel: Channel, external_id: str, locale: str) -> Customer:
         """One record per channel identity, even when two first messages race."""
@@ -39,14 +121,32 @@ class CustomerRepository(Repository[Customer]):
         inserted = await self._insert_unique(
             fresh, {"channel": channel, "external_id": external_id}
         )
+        # Keyed after the record exists, also when it was there already: a process that
+        # died between the two writes left a customer without a key.
+        await self.keys.add(inserted.item)
         if inserted.created:  # their counters start empty, found by `_id` from now on
             await self.sequences.begin(inserted.item.id)
             await self.consent_states.begin(inserted.item.id)
         return inserted.item
 
     async def find(self, channel: Channel, external_id: str) -> Customer | None:
+        """The customer of a channel identity: by its key, else (keys not all made yet)
+        by a search."""
+        customer_id = await self.keys.customer_id(channel, external_id)
+        if customer_id is not None:
+            doc = await self.collection.find_one({"_id": customer_id})
+            if doc is not None:
+                return self._load(doc)
+        if self.keys.complete:
+            return None  # (a key left by an erasure that stopped half-way: no customer)
         doc = await self.collection.find_one({"channel": channel, "external_id": external_id})
         return None if doc is None else self._load(doc)
+
+    async def page(self, after_id: str | None, limit: int) -> list[Customer]:
+        """Every customer, in `_id` order, `limit` at a time from after `after_id`."""
+        query = {} if after_id is None else {"_id": {"$gt": after_id}}
+        cursor = self.collection.find(query).sort("_id", ASCENDING).limit(limit)
+        return [self._load(doc) async for doc in cursor]
 
     async def with_contact(
         self, *, email: str | None = None, phone: str | None = None, limit: int = 20
@@ -82,6 +182,7 @@ class CustomerRepository(Repository[Customer]):
             cursor = cursor.limit(limit)
         return [self._load(doc) async for doc in cursor]
 
-    async def delete(self, customer_id: str) -> bool:
-        result = await self.collection.delete_one({"_id": customer_id})
+    async def delete(self, customer: Customer) -> bool:
+        result = await self.collection.delete_one({"_id": customer.id})
+        await self.keys.forget(customer)
         return result.deleted_count == 1

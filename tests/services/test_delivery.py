@@ -155,7 +155,7 @@ async def test_a_message_for_an_erased_customer_is_not_sent(
 ) -> None:
     someone = await customer(container)
     message = await container.delivery.enqueue(someone, "hi", kind="reply")
-    await container.repos.customers.delete(someone.id)
+    await container.repos.customers.delete(someone)
     await container.delivery.drain()
     stored = await container.repos.messages.get(message.id)
     assert stored is not None

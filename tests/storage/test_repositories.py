@@ -14,6 +14,7 @@ from bot.domain.models import (
     ConsentPurpose,
     ConsentRecord,
     Conversation,
+    Customer,
     Direction,
     Message,
     Staff,
@@ -21,6 +22,7 @@ from bot.domain.models import (
     TicketStatus,
     TimelineEvent,
 )
+from bot.domain.privacy import conversation_key
 from bot.storage import Database, DatabaseUnavailable, Repositories
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.embedded import free_port
@@ -63,6 +65,53 @@ async def test_concurrent_first_contacts_make_one_customer(repos: Repositories) 
     )
     assert len({c.id for c in results}) == 1
     assert await repos.customers.collection.count_documents({}) == 1
+
+
+async def test_a_customer_is_found_by_the_key_of_their_identity(repos: Repositories) -> None:
+    keys = repos.customer_keys
+    assert await keys.backfill(repos.customers) == 0  # nothing stored yet: nothing to key
+    assert keys.complete
+    customer = await repos.customers.get_or_create(Channel.TELEGRAM, "2001", "en")
+    assert await keys.customer_id(Channel.TELEGRAM, "2001") == customer.id
+    assert await keys.customer_id(Channel.WIDGET, "2001") is None
+    found = await repos.customers.find(Channel.TELEGRAM, "2001")
+    assert found is not None
+    assert found.id == customer.id
+    # The key holds a hash, not the channel's user id (the customer record is its one place).
+    (key,) = await keys.collection.find({"customer_id": customer.id}).to_list()
+    assert "2001" not in str(key)
+    # A customer without a key (the process died between the two writes) is not found
+    # once all are keyed, and the next get_or_create keys them again, as the same customer.
+    await keys.forget(customer)
+    assert await repos.customers.find(Channel.TELEGRAM, "2001") is None
+    again = await repos.customers.get_or_create(Channel.TELEGRAM, "2001", "en")
+    assert again.id == customer.id
+    assert await keys.customer_id(Channel.TELEGRAM, "2001") == customer.id
+    # Deleting the customer deletes their key.
+    assert await repos.customers.delete(customer)
+    assert await keys.customer_id(Channel.TELEGRAM, "2001") is None
+    assert await repos.customers.find(Channel.TELEGRAM, "2001") is None
+
+
+async def test_customers_stored_before_keys_are_found_and_keyed_at_start_up(
+    database: Database,
+) -> None:
+    before = Repositories.create(database)  # a process started before the backfill
+    stored = [Customer(channel=Channel.WIDGET, external_id=f"v-{n}", locale="en") for n in range(7)]
+    await before.customers.collection.insert_many([before.customers._dump(c) for c in stored])
+    found = await before.customers.find(Channel.WIDGET, "v-3")  # by a search, meanwhile
+    assert found is not None
+    assert found.id == stored[3].id
+
+    starting = Repositories.create(database)
+    await starting.customer_keys.collection.insert_one(  # keyed by get_or_create already
+        {"_id": conversation_key("widget", "v-0"), "customer_id": stored[0].id}
+    )
+    assert await starting.customer_keys.backfill(starting.customers) == 6
+    for customer in stored:
+        key = await starting.customer_keys.customer_id(Channel.WIDGET, customer.external_id)
+        assert key == customer.id
+    assert await Repositories.create(database).customer_keys.backfill(starting.customers) == 0
 
 
 async def test_ticket_round_trip_keeps_hostile_text_inert(repos: Repositories) -> None:
