@@ -124,6 +124,7 @@ async def run_mode(
     async with FakeTelegram(token=f"{700_000 + base_chat // 100_000}:BENCH") as fake:
         env = telegram_env(fake.base_url, fake.token, webhook=webhook)
         env["BOT_TELEGRAM_POLLING_CONCURRENCY"] = str(args.polling_concurrency)
+        env.update(args.env)
         async with AsyncService(work, db, **env) as svc, aiohttp.ClientSession() as http:
             await fake.wait_for(lambda c: c.method in ("getUpdates", "setWebhook"), timeout=60)
             url = svc.base + "/telegram/webhook"
@@ -249,6 +250,14 @@ def main() -> None:
         type=int,
         default=Settings.model_fields["telegram_polling_concurrency"].default,
         help="BOT_TELEGRAM_POLLING_CONCURRENCY for the service (default: the service's)",
+    )
+    parser.add_argument(
+        "--env",
+        type=lambda s: tuple(s.split("=", 1)),
+        action="append",
+        default=[],
+        metavar="BOT_SETTING=VALUE",
+        help="another setting for the service (repeatable), e.g. BOT_MONGODB_WRITES_AT_ONCE=0",
     )
     args = parser.parse_args()
     header(f"telegram inbound: {args.users} users through the dialogue, modes {args.modes}")

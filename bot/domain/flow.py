@@ -533,6 +533,16 @@ def _next_step(after: str | None, facts: Facts) -> Step:
     return STEPS["summary"]
 
 
+def needs_facts(conversation: Conversation, inp: Input) -> bool:
+    """Whether `handle` may consult the Facts for this input: only when a consent step
+    could come next. Past the consents, the caller need not look them up (a read or two
+    of the database at every step)."""
+    if conversation.step is None or (inp.kind == "command" and inp.value == Command.START):
+        return True
+    index = FLOW.index(STEPS[conversation.step]) + 1
+    return any(step.consent is not None for step in FLOW[index:])
+
+
 def start(conversation: Conversation, config: FlowConfig, facts: Facts) -> Transition:
     step = _next_step(None, facts)
     fresh = conversation.model_copy(

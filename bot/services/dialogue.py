@@ -307,7 +307,7 @@ class DialogueService:
         ):
             return Handled([self._say(locale, Text(NO_FLOW_HELP))])
 
-        facts = await self._facts(customer)
+        facts = await self._facts(customer) if flow.needs_facts(conversation, inp) else Facts()
         transition = flow.handle(conversation, inp, self.config, facts)
         customer = await self._apply(transition, channel, external_id, customer, locale)
         await self._store(transition, customer, idempotency_key)

@@ -56,15 +56,11 @@ class CustomerKeyRepository(Repository[CustomerKey]):
         return None if doc is None else str(doc["customer_id"])
 
     async def add(self, customer: Customer) -> None:
-        key = CustomerKey(
-            id=_key(customer.channel, customer.external_id), customer_id=customer.id
-        )
+        key = CustomerKey(id=_key(customer.channel, customer.external_id), customer_id=customer.id)
         await self.collection.replace_one({"_id": key.id}, self._dump(key), upsert=True)
 
     async def forget(self, customer: Customer) -> None:
-        await self.collection.delete_one(
-            {"_id": _key(customer.channel, customer.external_id)}
-        )
+        await self.collection.delete_one({"_id": _key(customer.channel, customer.external_id)})
 
     async def backfill(self, customers: CustomerRepository) -> int:
         """Give every customer stored before the keys existed their key, once."""
@@ -73,10 +69,7 @@ class CustomerKeyRepository(Repository[CustomerKey]):
             return 0
         added, after = 0, None
         while page := await customers.page(after, BACKFILL_PAGE):
-            keys = [
-                {"_id": _key(c.channel, c.external_id), "customer_id": c.id}
-                for c in page
-            ]
+            keys = [{"_id": _key(c.channel, c.external_id), "customer_id": c.id} for c in page]
             try:
                 added += len((await self.collection.insert_many(keys, ordered=False)).inserted_ids)
             except BulkWriteError as exc:  # keyed already (by get_or_create meanwhile)

@@ -80,6 +80,30 @@ def test_consents_already_given_are_not_asked_again() -> None:
     assert begin(facts).conversation.step == "category"
 
 
+def test_the_facts_are_asked_for_wherever_they_can_change_the_outcome() -> None:
+    # The dialogue looks the consents up only when needs_facts says so: wherever it does
+    # not, knowing every consent decided or none must make no difference.
+    decided = Facts(decided=frozenset(ConsentPurpose))
+    inputs = [Input.command(Command.START), *(Input.choice("yes"),) * 3, Input.choice("price")]
+    inputs += [Input.choice("2"), Input.text("Too expensive"), Input.choice("done")]
+    inputs += [Input.choice("skip"), Input.choice("edit:rating"), Input.choice("4")]
+    inputs += [Input.command(Command.HELP), Input.choice("submit")]
+    conversation = Conversation(id="k", locale="en")
+    needed = []
+    for inp in inputs:
+        needed.append(flow.needs_facts(conversation, inp))
+        without = flow.handle(conversation, inp, CONFIG, NO_FACTS)
+        if not needed[-1]:
+            assert flow.handle(conversation, inp, CONFIG, decided) == without
+        conversation = without.conversation
+    assert needed[:5] == [True, True, True, False, False]  # start and between the consents
+    assert not any(needed[3:])
+    assert conversation.step is None  # the whole flow was walked, to the ticket
+    # Restarting is always a question of facts.
+    assert flow.needs_facts(conversation, Input.text("hello"))
+    assert flow.needs_facts(to_summary().conversation, Input.command(Command.START))
+
+
 def test_validation_reasks_the_same_step_with_a_reason() -> None:
     t = through_consents()
     t = step(t, Input.text("banana"))
