@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 from datetime import datetime, timedelta
 
 from pydantic import Field
@@ -10,6 +9,7 @@ from pymongo.errors import DuplicateKeyError
 
 from bot.domain.models import Model, new_id, utcnow
 from bot.storage.database import Doc, Repository
+from bot.storage.locks import Claim, claim_once
 
 
 class InboundEvent(Model):
@@ -21,12 +21,6 @@ class InboundEvent(Model):
     # Being handled until then by `owner` (random, one per claim); None: handled.
     until: datetime | None = None
     owner: str | None = None
-
-
-class Claim(enum.Enum):
-    MINE = "mine"  # handle it, then call done (or give_up)
-    HANDLED = "handled"  # handled before: a redelivery
-    BUSY = "busy"  # being handled right now, elsewhere
 
 
 class InboundEventRepository(Repository[InboundEvent]):
@@ -43,33 +37,14 @@ class InboundEventRepository(Repository[InboundEvent]):
     indexes = (IndexModel([("at", ASCENDING)]),)  # retention removes old keys
 
     async def claim(self, key: str, ttl: timedelta, *, now: datetime | None = None) -> Claim:
-        """Claim the event `key` for handling, for `ttl`.
-
-        The insert decides between deliveries that arrive at once. A claim whose holder
-        died (past `ttl`) is taken over through a second unique insert, named after the
-        dead holder's claim, so that of several deliveries arriving then only one takes
-        it. Handling twice would still store nothing twice (every handler is idempotent
-        per key); the claim spares the work and a second answer to the customer.
+        """Claim the event `key` for handling, for `ttl` (bot.storage.locks.claim_once:
+        DONE means handled). A holder that died is taken over after `ttl`. Handling twice
+        would still store nothing twice (every handler is idempotent per key); the claim
+        spares the work and a second answer to the customer.
         """
         now = now or utcnow()
         mine = InboundEvent(id=key, at=now, until=now + ttl, owner=new_id())
-        try:
-            await self.collection.insert_one(self._dump(mine))
-        except DuplicateKeyError:
-            pass
-        else:
-            return Claim.MINE
-        held = await self.collection.find_one({"_id": key})
-        if held is None or held.get("until") is None:
-            return Claim.HANDLED  # (None: handled so long ago that retention removed it)
-        if held["until"] > now:
-            return Claim.BUSY
-        try:  # the holder died: one of us takes it over
-            await self.collection.insert_one({"_id": f"{key}~{held.get('owner')}", "at": now})
-        except DuplicateKeyError:
-            return Claim.BUSY
-        await self.collection.replace_one({"_id": key}, self._dump(mine))
-        return Claim.MINE
+        return await claim_once(self.collection, self._dump(mine), now)
 
     async def done(self, key: str, *, at: datetime | None = None) -> None:
         """The event was handled: a redelivery from now on is only acknowledged."""

@@ -15,12 +15,18 @@ or expired; the unique `_id` lets exactly one contender win each generation.
 A holder that dies is replaced once `until` passes: a lease, not a forever-lock.
 A holder renews by inserting the next generation itself (`renew`), so renewing and
 taking over an expired lock race on the same unique `_id` and exactly one wins.
+
+Finding a lock's newest generation is a search by name, which FerretDB answers by
+reading the whole collection. Where the thing to lock has a name of its own that is
+never reused while it matters (one Telegram update, one version of a dialogue), a
+claim does with `_id` alone (`claim_once`, `LockRepository.claim`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,13 +34,51 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 
 from bot.domain.models import Model, new_id, utcnow
-from bot.storage.database import DatabaseUnavailable, DuplicateKeyError, Repository
+from bot.storage.database import DatabaseUnavailable, Doc, DuplicateKeyError, Repository
 
 
 class Busy(RuntimeError):
     """Someone else holds the lock."""
+
+
+class Claim(enum.Enum):
+    MINE = "mine"  # this caller holds it now
+    DONE = "done"  # held before, and marked done (`until` removed)
+    BUSY = "busy"  # someone else holds it, or is taking it over
+
+
+async def claim_once(collection: AsyncCollection[Doc], mine: Doc, now: datetime) -> Claim:
+    """Claim `mine["_id"]` with the document `mine` (its `until` and a random `owner`).
+
+    The insert decides between callers that arrive at once. A claim whose holder died
+    (its `until` passed) is taken over through a second insert whose `_id` names the
+    dead holder's claim, `<_id>~<owner>`: of several callers arriving then, exactly one
+    inserts it; it then writes its own claim over the dead one. So two holders within
+    their `until` never hold one claim at the same time, with no update needing to be
+    atomic. A holder that outlives its `until` may find it taken over, as with a lock.
+    """
+    try:
+        await collection.insert_one(mine)
+    except DuplicateKeyError:
+        pass
+    else:
+        return Claim.MINE
+    held = await collection.find_one({"_id": mine["_id"]})
+    if held is None or held.get("until") is None:
+        return Claim.DONE  # (None: done, and so long ago that retention removed it)
+    if held["until"] > now:
+        return Claim.BUSY
+    marker = {k: v for k, v in mine.items() if k != "owner"}
+    marker["_id"] = f"{mine['_id']}~{held.get('owner')}"
+    try:  # the holder died: one of us takes it over
+        await collection.insert_one(marker)
+    except DuplicateKeyError:
+        return Claim.BUSY
+    await collection.replace_one({"_id": mine["_id"]}, mine)
+    return Claim.MINE
 
 
 class Lock(Model):
@@ -91,8 +135,25 @@ class LockRepository(Repository[Lock]):
         await self.collection.delete_many({"name": lock.name, "gen": {"$lte": lock.gen}})
         return renewed
 
+    async def claim(
+        self, key: str, name: str, ttl: timedelta, *, now: datetime | None = None
+    ) -> datetime | None:
+        """Claim `key` (an `_id`, never reused while it matters) for `ttl` (claim_once);
+        the claim's `until`, or None if another holds it. `name` is what `forget` deletes
+        it by; `until` is what retention deletes it by, an hour after it passed."""
+        now = now or utcnow()
+        until = now + ttl
+        mine = {"_id": key, "name": name, "owner": new_id(), "until": until}
+        return until if await claim_once(self.collection, mine, now) is Claim.MINE else None
+
+    async def drop_claim(self, key: str) -> None:
+        """End a claim: only while it is surely still one's own (within its `until`), or
+        once what it guarded is done for good."""
+        await self.collection.delete_one({"_id": key})
+
     async def forget(self, name: str) -> None:
-        """Drop every generation of `name` (its id names a person that was erased)."""
+        """Drop every generation of `name`, and its claims (its id names a person that
+        was erased)."""
         await self.collection.delete_many({"name": name})
 
     async def release(self, lock: Lock) -> None:

@@ -21,12 +21,13 @@ from bot.domain.models import (
     Ticket,
     TicketStatus,
     TimelineEvent,
+    utcnow,
 )
 from bot.domain.privacy import conversation_key
 from bot.storage import Database, DatabaseUnavailable, Repositories
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.embedded import free_port
-from bot.storage.inbound import Claim
+from bot.storage.locks import Claim
 from tests.support import close_abandoned_sockets
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -220,6 +221,46 @@ async def test_conversation_compare_and_set(repos: Repositories) -> None:
         await repos.conversations.save(Conversation(id="k", locale="en"))
 
 
+async def test_of_concurrent_writers_of_one_version_exactly_one_wins(repos: Repositories) -> None:
+    saved = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
+    for round_ in range(3):
+        steps = ["rating", "text", "contact", "summary", "category"] * 4
+        outcomes = await asyncio.gather(
+            *(repos.conversations.save(saved.model_copy(update={"step": s})) for s in steps),
+            return_exceptions=True,
+        )
+        won = [o for o in outcomes if isinstance(o, Conversation)]
+        assert len(won) == 1, round_
+        assert all(isinstance(o, ConcurrentUpdate) for o in outcomes if o not in won)
+        stored = await repos.conversations.get("k")
+        assert stored is not None
+        assert (stored.version, stored.step) == (won[0].version, won[0].step)
+        saved = stored
+    # Every claim was dropped: written, or refused well within its time.
+    assert await repos.locks.collection.count_documents({}) == 0
+
+
+async def test_a_dead_writers_claim_holds_the_next_version_until_it_runs_out(
+    repos: Repositories,
+) -> None:
+    saved = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
+    # A process claimed version 2 and died before writing it.
+    claim = {"_id": "conversation:k@2", "name": "conversation:k", "owner": "dead"}
+    await repos.locks.collection.insert_one({**claim, "until": utcnow() + timedelta(seconds=30)})
+    with pytest.raises(ConcurrentUpdate):
+        await repos.conversations.save(saved.model_copy(update={"step": "rating"}))
+    assert not await repos.conversations.delete_if_idle("k", utcnow() + timedelta(days=1))
+    # Once it ran out, the next writer takes it over, and retention could delete the rest.
+    await repos.locks.collection.replace_one({"_id": claim["_id"]}, {**claim, "until": NOW})
+    moved = await repos.conversations.save(saved.model_copy(update={"step": "rating"}))
+    assert moved.version == 2
+    assert await repos.locks.collection.count_documents({"name": "conversation:k"}) == 1
+    await repos.locks.forget("conversation:k")  # as an erasure does
+    assert await repos.locks.collection.count_documents({}) == 0
+    assert await repos.conversations.delete_if_idle("k", utcnow() + timedelta(days=1))
+    assert await repos.conversations.get("k") is None
+
+
 async def test_ticket_references_are_unique_under_concurrency(repos: Repositories) -> None:
     # FerretDB v1 loses concurrent $inc updates; references come from the unique index.
     results = await asyncio.gather(
@@ -288,10 +329,10 @@ async def test_an_inbound_event_is_claimed_once_and_then_known_as_handled(
     assert not await repos.inbound.seen("telegram:1:7")  # claimed is not handled
     await repos.inbound.done("telegram:1:7")
     assert await repos.inbound.seen("telegram:1:7")
-    assert await repos.inbound.claim("telegram:1:7", ttl, now=NOW) is Claim.HANDLED
+    assert await repos.inbound.claim("telegram:1:7", ttl, now=NOW) is Claim.DONE
     # A key recorded before claims existed (no `until`) counts as handled.
     await repos.inbound.collection.insert_one({"_id": "telegram:1:6", "at": NOW})
-    assert await repos.inbound.claim("telegram:1:6", ttl, now=NOW) is Claim.HANDLED
+    assert await repos.inbound.claim("telegram:1:6", ttl, now=NOW) is Claim.DONE
 
 
 async def test_a_failed_or_dead_claim_lets_a_redelivery_handle_the_event(
@@ -317,7 +358,7 @@ async def test_a_failed_or_dead_claim_lets_a_redelivery_handle_the_event(
     )
     assert takers.count(Claim.MINE) == 1
     await repos.inbound.done("telegram:1:8")
-    assert await repos.inbound.claim("telegram:1:8", ttl, now=muchlater) is Claim.HANDLED
+    assert await repos.inbound.claim("telegram:1:8", ttl, now=muchlater) is Claim.DONE
 
 
 async def test_unreachable_database_raises_a_clear_error() -> None:

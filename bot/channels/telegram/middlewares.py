@@ -21,7 +21,8 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from bot.storage import DatabaseUnavailable
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.database import LocalLocks
-from bot.storage.inbound import Claim, InboundEventRepository
+from bot.storage.inbound import InboundEventRepository
+from bot.storage.locks import Claim
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class OncePerUpdate(BaseMiddleware):
         key = f"telegram:{self.bot_id}:{event.update_id}"
         claim = await self.inbound.claim(key, self.CLAIM_TTL)
         if claim is not Claim.MINE:
-            if claim is Claim.HANDLED:
+            if claim is Claim.DONE:
                 log.info("duplicate update dropped", extra={"update_id": event.update_id})
             return None  # BUSY: the same update is being handled right now
         data["event_key"] = key
