@@ -57,7 +57,7 @@ class Repositories:
             ),
             customer_keys=customer_keys,
             conversations=ConversationRepository(db, locks=locks),
-            tickets=TicketRepository(db, locks=locks),
+            tickets=TicketRepository(db, locks=locks, sequences=sequences),
             messages=MessageRepository(db, sequences=sequences, outbox=outbox),
             sequences=sequences,
             outbox=outbox,

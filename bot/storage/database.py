@@ -19,6 +19,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, ConnectionFailure, DuplicateKeyError
 
 Doc = dict[str, Any]
+# A counter's next number: given the search for the highest stored, and whether the
+# number it gave last was found taken (SequenceRepository.next).
+Counter = Callable[[Callable[[], Awaitable[int]], bool], Awaitable[int]]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -288,9 +291,15 @@ class Repository(Generic[M]):
         scope: Doc,
         field: str,
         key: Doc | None = None,
+        counter: Counter | None = None,
         attempts: int = 200,
     ) -> Inserted[M]:
         """Insert with the next number in `scope` (last + 1).
+
+        The last number is found by a search for the highest in `scope`, or, with
+        `counter`, drawn from a counter kept by `_id` (SequenceRepository.next; the search
+        starts it when it has none, and moves it on when the number it gave was taken):
+        FerretDB answers the search by reading the whole collection.
 
         The unique index on (scope, field) decides between writers that pick the
         same number: the loser reads again and takes the next one. With `key`, a
@@ -303,7 +312,7 @@ class Repository(Generic[M]):
         """
         async with self._numbering.hold(tuple(sorted(scope.items()))):
             return await self._insert_next(
-                build, scope=scope, field=field, key=key, attempts=attempts
+                build, scope=scope, field=field, key=key, counter=counter, attempts=attempts
             )
 
     async def _insert_next(
@@ -313,13 +322,18 @@ class Repository(Generic[M]):
         scope: Doc,
         field: str,
         key: Doc | None,
+        counter: Counter | None,
         attempts: int,
     ) -> Inserted[M]:
-        for attempt in range(attempts):
+        async def highest() -> int:
             last = await self.collection.find_one(
                 scope, sort=[(field, DESCENDING)], projection={field: 1}
             )
-            item = build(1 if last is None else int(last[field]) + 1)
+            return 0 if last is None else int(last[field])
+
+        for attempt in range(attempts):
+            # Past the first attempt, the number drawn before was found taken.
+            item = build(await counter(highest, attempt > 0) if counter else await highest() + 1)
             try:
                 await self.collection.insert_one(self._dump(item))
             except DuplicateKeyError:

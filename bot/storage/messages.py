@@ -27,7 +27,8 @@ class Sequence(BaseModel):
 
 
 class SequenceRepository(Repository[Sequence]):
-    """The last message number of each customer.
+    """The last message number of each customer (by customer id), and of each year's
+    tickets (`tickets:<year>`: TicketRepository.add).
 
     Numbering a message used to mean finding the customer's highest number among all
     messages: a scan of the whole collection on FerretDB, slower as messages pile up.
@@ -44,17 +45,24 @@ class SequenceRepository(Repository[Sequence]):
         with contextlib.suppress(DuplicateKeyError):
             await self.collection.insert_one({"_id": customer_id, "last": 0})
 
-    async def next(self, customer_id: str, highest: Callable[[], Awaitable[int]]) -> int:
+    async def next(
+        self, key: str, highest: Callable[[], Awaitable[int]], *, behind: bool = False
+    ) -> int:
+        """The counter `key` plus one. `highest` (a search) starts a missing counter, and
+        moves one forward that is `behind`: its last number was found taken (its numbers
+        were stored without it, e.g. by a process that lost an increment)."""
+        if behind:
+            await self.collection.update_one({"_id": key}, {"$max": {"last": await highest()}})
         for _ in range(3):
             doc = await self.collection.find_one_and_update(
-                {"_id": customer_id}, {"$inc": {"last": 1}}, return_document=ReturnDocument.AFTER
+                {"_id": key}, {"$inc": {"last": 1}}, return_document=ReturnDocument.AFTER
             )
             if doc is not None:
                 return int(doc["last"])
-            # No counter (numbered before counters existed): start from the messages.
+            # No counter (numbered before counters existed): start from what is stored.
             with contextlib.suppress(DuplicateKeyError):  # another writer started it
-                await self.collection.insert_one({"_id": customer_id, "last": await highest()})
-        raise RuntimeError("message counter keeps disappearing")  # erased meanwhile
+                await self.collection.insert_one({"_id": key, "last": await highest()})
+        raise RuntimeError("counter keeps disappearing")  # a customer erased meanwhile
 
     async def last(self, customer_id: str) -> int | None:
         doc = await self.collection.find_one({"_id": customer_id})

@@ -20,6 +20,7 @@ from bot.domain.models import (
 from bot.domain.tickets import format_reference
 from bot.storage.database import Inserted, Repository, attachment_refs_in_use
 from bot.storage.locks import LockRepository
+from bot.storage.messages import SequenceRepository
 
 # Every change to a ticket's document holds its lock (no update is atomic on
 # FerretDB v1): staff and customer writes queue for up to this long.
@@ -71,15 +72,21 @@ class TicketRepository(Repository[Ticket]):
         IndexModel([("status", ASCENDING), ("updated_at", ASCENDING)]),  # retention
     )
 
-    def __init__(self, *args: object, locks: LockRepository, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, locks: LockRepository, sequences: SequenceRepository, **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.locks = locks
+        self.sequences = sequences
 
     async def add(self, ticket: Ticket, *, prefix: str, year: int) -> Inserted[Ticket]:
         """Insert with the year's next reference number (FB-2026-000123).
 
-        Once per dialogue run: a retried submit returns the ticket already filed.
+        Once per dialogue run: a retried submit returns the ticket already filed. The
+        number comes from the year's counter (`tickets:<year>`), not from a search of
+        every ticket; the unique index on (ref_year, ref_number) stays the judge.
         """
+        counter = f"tickets:{year}"
         return await self._insert_numbered(
             lambda n: ticket.model_copy(
                 update={
@@ -91,6 +98,7 @@ class TicketRepository(Repository[Ticket]):
             scope={"ref_year": year},
             field="ref_number",
             key={"flow_id": ticket.flow_id},
+            counter=lambda highest, behind: self.sequences.next(counter, highest, behind=behind),
         )
 
     async def by_telegram_topic(self, chat_id: int, topic_id: int) -> Ticket | None:

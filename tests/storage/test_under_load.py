@@ -26,15 +26,17 @@ class InFlight(monitoring.CommandListener):
         self.now: dict[str, int] = {}
         self.most: dict[str, int] = {}
         self.counts: dict[str, int] = {}
-        self.names: dict[int, str] = {}
+        self.names: dict[int, list[str]] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names[event.request_id] = event.command_name
-        self.counts[event.command_name] = self.counts.get(event.command_name, 0) + 1
-        self.now[event.command_name] = self.now.get(event.command_name, 0) + 1
-        self.most[event.command_name] = max(
-            self.most.get(event.command_name, 0), self.now[event.command_name]
-        )
+        """Kept by command name ("insert"), and by name and collection ("insert tickets")."""
+        target = event.command.get(event.command_name)
+        names = [event.command_name, f"{event.command_name} {target}"]
+        self.names[event.request_id] = names
+        for name in names:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            self.now[name] = self.now.get(name, 0) + 1
+            self.most[name] = max(self.most.get(name, 0), self.now[name])
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         self._done(event.request_id)
@@ -43,8 +45,7 @@ class InFlight(monitoring.CommandListener):
         self._done(event.request_id)
 
     def _done(self, request_id: int) -> None:
-        name = self.names.pop(request_id, None)
-        if name is not None:
+        for name in self.names.pop(request_id, []):
             self.now[name] -= 1
 
 
@@ -154,9 +155,12 @@ async def test_ticket_references_are_drawn_in_turn_and_unique_across_processes(
         )
         # In one process: 15 references, 15 inserts; none refused and drawn again.
         assert sorted(t.item.ref_number for t in filed) == list(range(1, 16))
-        assert watch.most["insert"] == 1  # one at a time
-        inserts = watch.counts["insert"]
-        assert inserts == 15
+        assert watch.most["insert tickets"] == 1  # one at a time
+        assert watch.counts["insert tickets"] == 15
+        # Drawn from the year's counter: the tickets were searched once, to start it.
+        assert watch.counts["find tickets"] == 1
+        # (one increment per ticket, and one that found no counter yet)
+        assert watch.counts["findAndModify message_sequences"] == 16
 
         both = await asyncio.gather(
             *(
@@ -166,6 +170,14 @@ async def test_ticket_references_are_drawn_in_turn_and_unique_across_processes(
             )
         )
         assert sorted(t.item.ref_number for t in both) == list(range(16, 36))
+
+        # A counter behind what is stored (increments lost between processes, a restore)
+        # catches up at the first number found taken, not one number per try.
+        await ours.sequences.collection.update_one({"_id": "tickets:2026"}, {"$set": {"last": 3}})
+        before = watch.counts["insert tickets"]
+        late = await ours.tickets.add(make_ticket("c3"), prefix="FB", year=2026)
+        assert late.item.ref_number == 36
+        assert watch.counts["insert tickets"] - before == 2
     finally:
         await counted.client.drop_database(db_name)
         await counted.close()
