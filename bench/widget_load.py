@@ -32,6 +32,7 @@ from pathlib import Path
 from common import (
     Child,
     NodeLoad,
+    command_table,
     cpu_seconds,
     echo_server,
     embedded_database,
@@ -39,6 +40,7 @@ from common import (
     loadavg,
     raise_nofile,
     rss_kib,
+    scraped_command_totals,
     service,
     table,
 )
@@ -92,6 +94,7 @@ def run_steps(
                 continue
             cpu0 = cpu_seconds(server.pid)
             db0 = cpu_seconds(db_pid) if db_pid else 0.0
+            commands0 = scraped_command_totals(server.base) if db_pid else {}
             t0 = time.monotonic()
             if kind == "rate":
                 r = load.command(cmd="rate", rate=rate, seconds=args.seconds)
@@ -126,6 +129,12 @@ def run_steps(
             ]
             rows.append(row)
             print("# " + " | ".join(str(c) for c in row), flush=True)
+            if db_pid:  # what the service asked the database meanwhile, per input acked
+                acked = max(1, round(float(r["per_second"]) * elapsed))  # type: ignore[arg-type]
+                cmds, n, ms = command_table(commands0, scraped_command_totals(server.base), acked)
+                print(f"# {n:.1f} commands and {ms:.1f} ms of database time per input acked")
+                columns = ["command", "collection", "per input", "ms per input", "ms each"]
+                print(table(columns, cmds))
         load.command(cmd="close")
     return [conn], rows, saturated
 

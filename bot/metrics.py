@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pymongo import monitoring
@@ -92,6 +96,39 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.gc_pauses = Histogram(
+            "feedback_gc_pause_seconds",
+            "Python garbage collections, by generation: the event loop stands still meanwhile",
+            ["generation"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=r,
+        )
+
+
+class GcTimer:
+    """Times every garbage collection of this process, into `feedback_gc_pause_seconds`,
+    while entered (`with GcTimer(metrics):`; the collector's callbacks are process-wide).
+    A full collection of everything the service loads took 160-200 ms; docs/performance.md."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.histogram = metrics.gc_pauses
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        elif self.started:
+            elapsed = time.perf_counter() - self.started
+            self.histogram.labels(str(info["generation"])).observe(elapsed)
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        gc.callbacks.remove(self)
 
 
 class CommandTimer(monitoring.CommandListener):

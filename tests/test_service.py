@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from pymongo import MongoClient
 
 from bot.config import ROOT
+from bot.metrics import GcTimer, Metrics
 from bot.storage.embedded import EmbeddedDatabase, free_port
 from tests.processes import get, running_service, service_env
 
@@ -188,3 +190,22 @@ def test_the_terminal_chat_runs_the_whole_dialogue(tmp_path: Path, mongo_uri: st
     assert "[message] Thank you, we have received your feedback." in result.stdout
     assert "Service quality" in result.stdout
     assert "FB-2026-" in result.stdout
+
+
+def test_garbage_collections_are_timed_while_the_timer_is_entered() -> None:
+    metrics = Metrics()
+
+    def full_collections() -> float:
+        return (
+            metrics.registry.get_sample_value(
+                "feedback_gc_pause_seconds_count", {"generation": "2"}
+            )
+            or 0.0
+        )
+
+    with GcTimer(metrics):
+        gc.collect()
+        gc.collect()
+    assert full_collections() == 2
+    gc.collect()  # the timer left the collector's callbacks with the block
+    assert full_collections() == 2
