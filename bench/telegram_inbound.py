@@ -8,8 +8,10 @@ U users give feedback at the same time, each as a person does: /start, the conse
 category and rating buttons, the text, then done/skip/submit (10 updates), each sent when
 the bot has answered the previous one. An update is "processed" when the bot's next
 sendMessage to that chat reaches the fake Bot API (the next question, or the summary);
-its latency is from handing the update over (queued for getUpdates, or POSTed to
-/telegram/webhook) to that call. Updates/s = all updates / wall time of the run.
+its latency is from handing the update over (queued for getUpdates, or for a POST to
+/telegram/webhook, of which at most --webhook-connections are open at once, as Telegram
+does) to that call. Updates/s = all updates / wall time of the run. After each mode, the
+database commands the service sent per update (from its /metrics).
 """
 
 from __future__ import annotations
@@ -130,11 +132,17 @@ async def run_mode(
             url = svc.base + "/telegram/webhook"
             headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
 
+            # As Telegram does: at most `max_connections` requests at once (setWebhook's,
+            # 40 unless set), the other updates wait their turn; an update the service
+            # could not take (503: busy) is delivered again a little later.
+            connections = asyncio.Semaphore(args.webhook_connections)
+
             async def post(update: dict[str, Any]) -> None:
-                # As Telegram does: an update the service could not take (503: busy) is
-                # delivered again a little later.
                 for attempt in range(10):
-                    async with http.post(url, json=update, headers=headers) as response:
+                    async with (
+                        connections,
+                        http.post(url, json=update, headers=headers) as response,
+                    ):
                         if response.status == 200:
                             return
                         if response.status != 503:
@@ -250,6 +258,13 @@ def main() -> None:
         type=int,
         default=Settings.model_fields["telegram_polling_concurrency"].default,
         help="BOT_TELEGRAM_POLLING_CONCURRENCY for the service (default: the service's)",
+    )
+    parser.add_argument(
+        "--webhook-connections",
+        type=int,
+        default=40,
+        help="webhook requests at once, as Telegram's setWebhook max_connections (default 40, "
+        "Telegram's); the other updates wait their turn",
     )
     parser.add_argument(
         "--env",
