@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ from bot.domain.models import (
     Direction,
     Message,
     TicketStatus,
+    utcnow,
 )
 from tests.channels.service import Service
 from tests.channels.telegram import TelegramCustomer, running, telegram_settings
@@ -170,6 +172,23 @@ async def test_a_duplicate_update_changes_nothing(fake: FakeTelegram, service: S
     await settled(fake)
     inbound = await messages_of(service, ticket.id, Direction.INBOUND)
     assert inbound == ["And the box was dented."]
+
+
+async def test_an_update_claimed_by_a_process_that_died_is_handled_once_the_claim_runs_out(
+    fake: FakeTelegram, service: Service
+) -> None:
+    # A process took this update and was killed before it was done; Telegram delivers it
+    # again (to a restarted process). It must be handled then, not dropped as "being
+    # handled elsewhere" (which lost it before): once the dead claim runs out.
+    update = fake.user_command(5011, "help", push=False)
+    key = f"telegram:{fake.bot_id}:{update['update_id']}"
+    dead = {"_id": key, "at": utcnow(), "until": utcnow() + timedelta(seconds=2), "owner": "x"}
+    await service.container.repos.inbound.collection.insert_one(dead)
+    fake.push_update(update)
+    await fake.wait_for(lambda c: c.method == "sendMessage" and c.chat_id == 5011, timeout=30)
+    await settled(fake)
+    assert len([c for c in fake.calls_of("sendMessage") if c.chat_id == 5011]) == 1
+    assert await service.container.repos.inbound.seen(key)
 
 
 async def test_staff_replies_and_status_changes_reach_the_customer(

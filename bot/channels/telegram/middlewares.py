@@ -67,7 +67,9 @@ class OncePerUpdate(BaseMiddleware):
     anything they store.
     """
 
-    CLAIM_TTL = timedelta(minutes=2)
+    # Far longer than handling an update takes, retries included (_handle: 15 s of pauses).
+    CLAIM_TTL = timedelta(minutes=1)
+    WAIT_STEP = 1.0  # seconds between looks at a claim held elsewhere
 
     def __init__(self, inbound: InboundEventRepository, bot_id: int, tries: int = 5) -> None:
         self.inbound = inbound
@@ -77,14 +79,20 @@ class OncePerUpdate(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
         key = f"telegram:{self.bot_id}:{event.update_id}"
-        claim = await self.inbound.claim(key, self.CLAIM_TTL)
-        if claim is not Claim.MINE:
-            if claim is Claim.DONE:
-                log.info("duplicate update dropped", extra={"update_id": event.update_id})
-            return None  # BUSY: the same update is being handled right now
+        claim = await self._retrying(self.inbound.claim, event, key, self.CLAIM_TTL)
+        while claim is Claim.BUSY:
+            # Being handled elsewhere, or claimed by a process that died (killed, and this
+            # update delivered again after its restart). Dropping it would lose it in the
+            # second case, so wait until it is handled or the claim runs out and is taken
+            # over. This user's later updates wait meanwhile (InOrderPerUser): in order.
+            await asyncio.sleep(self.WAIT_STEP)
+            claim = await self._retrying(self.inbound.claim, event, key, self.CLAIM_TTL)
+        if claim is Claim.DONE:
+            log.info("duplicate update dropped", extra={"update_id": event.update_id})
+            return None
         data["event_key"] = key
         try:
-            result = await self._handle(handler, event, data)
+            result = await self._retrying(handler, event, event, data)
         except BaseException:
             with contextlib.suppress(DatabaseUnavailable):  # else the claim runs out
                 await self.inbound.give_up(key)
@@ -92,8 +100,10 @@ class OncePerUpdate(BaseMiddleware):
         await self.inbound.done(key)
         return result
 
-    async def _handle(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
-        """Retry a handler that failed for a passing reason.
+    async def _retrying(
+        self, call: Callable[..., Awaitable[Any]], event: Update, *args: Any
+    ) -> Any:
+        """Call again after a failure for a passing reason (the claim, the handler).
 
         In long polling aiogram moves past an update whose handler failed, so giving
         up here would lose the customer's message. A user's updates are handled one at
@@ -103,7 +113,7 @@ class OncePerUpdate(BaseMiddleware):
         """
         for attempt in range(1, self.tries + 1):
             try:
-                return await handler(event, data)
+                return await call(*args)
             except TRANSIENT as exc:
                 if attempt == self.tries:
                     raise
