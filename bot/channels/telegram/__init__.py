@@ -25,6 +25,7 @@ from bot.channels.telegram import commands, dialogue
 from bot.channels.telegram.commands import set_menu
 from bot.channels.telegram.middlewares import FloodControl, InOrderPerUser, OncePerUpdate
 from bot.channels.telegram.render import show
+from bot.channels.telegram.responses import response_models
 from bot.channels.telegram.sender import RateLimiter, TelegramSender
 from bot.channels.telegram.staff import StaffTopics, staff_router
 from bot.config import Settings
@@ -96,6 +97,7 @@ class TelegramChannel:
         assert settings.telegram_token is not None  # noqa: S101 - built only when configured
         self.settings = settings
         self.admission = admission
+        response_models()  # built once per process, and kept (see the module)
         self.i18n = i18n
         api = settings.telegram_api_base
         session = AiohttpSession(api=TelegramAPIServer.from_base(api)) if api else AiohttpSession()
