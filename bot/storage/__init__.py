@@ -61,7 +61,7 @@ class Repositories:
             messages=MessageRepository(db, sequences=sequences, outbox=outbox),
             sequences=sequences,
             outbox=outbox,
-            consents=ConsentRepository(db, states=consent_states, locks=locks),
+            consents=ConsentRepository(db, states=consent_states),
             consent_states=consent_states,
             staff=StaffRepository(db),
             audit=AuditRepository(db),

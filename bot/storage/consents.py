@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from datetime import datetime, timedelta
+import random
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -9,8 +11,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from bot.domain.models import ConsentPurpose, ConsentRecord
-from bot.storage.database import Repository
-from bot.storage.locks import LockRepository
+from bot.storage.database import LocalLocks, Repository
 
 
 def record_id(customer_id: str, seq: int) -> str:
@@ -41,6 +42,9 @@ class ConsentStateRepository(Repository[ConsentState]):
             await self.collection.insert_one({"_id": customer_id, "seq": 0, "records": {}})
 
 
+APPEND_TRIES = 50  # numbers taken by writers in other processes at the same moment
+
+
 class ConsentRepository(Repository[ConsentRecord]):
     """The append-only consent ledger: records are inserted, never updated."""
 
@@ -48,24 +52,25 @@ class ConsentRepository(Repository[ConsentRecord]):
     model = ConsentRecord
     indexes = (IndexModel([("customer_id", ASCENDING), ("seq", ASCENDING)], unique=True),)
 
-    def __init__(
-        self, *args: object, states: ConsentStateRepository, locks: LockRepository, **kwargs: object
-    ) -> None:
+    def __init__(self, *args: object, states: ConsentStateRepository, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.states = states
-        self.locks = locks
+        self._writers = LocalLocks()
 
     async def append(self, record: ConsentRecord) -> ConsentRecord:
         """Add a record, numbered after the customer's last; the state in force follows.
 
-        One writer per customer at a time (a lock): FerretDB's writes to one document
-        are not atomic, and two writers could each leave a state without the other's.
+        The record's `_id` is (customer, number), so of two writers that take the same
+        number one is refused, rebuilds from the ledger and takes the next. The state is
+        written after the record and is complete up to its own number; if two writers in
+        different processes leave it behind the ledger (FerretDB's writes to one document
+        are not atomic), the next read sees a record past it and rebuilds (`_state`).
+        So no lock between processes: it cost three commands, two of them reads of the
+        whole locks collection on FerretDB. In one process, one writer per customer.
         """
-        async with self.locks.hold(
-            f"consents:{record.customer_id}", timedelta(seconds=30), wait=timedelta(seconds=10)
-        ):
+        async with self._writers.hold(record.customer_id):
             state = await self._state(record.customer_id)
-            for last_try in (False, True):
+            for attempt in range(1, APPEND_TRIES + 1):
                 seq = state.seq + 1
                 stored = record.model_copy(
                     update={"id": record_id(record.customer_id, seq), "seq": seq}
@@ -74,8 +79,10 @@ class ConsentRepository(Repository[ConsentRecord]):
                     await self.collection.insert_one(self._dump(stored))
                     break
                 except DuplicateKeyError:  # the state was behind: the ledger decides
-                    if last_try:
+                    if attempt == APPEND_TRIES:
                         raise
+                    # Another process took the number: let it go on before trying again.
+                    await asyncio.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
                     state = await self._rebuild(record.customer_id)
             records = {**state.records, stored.purpose.value: self._dump(stored)}
             await self._save(ConsentState(_id=record.customer_id, seq=seq, records=records))

@@ -13,9 +13,9 @@ from pymongo import monitoring
 
 from bot.app import FERRETDB_WRITES_AT_ONCE, Container
 from bot.config import Settings
-from bot.domain.models import Author, Channel, Direction, Message
+from bot.domain.models import Author, Channel, ConsentPurpose, Direction, Message
 from bot.storage import Database, DatabaseUnavailable, Repositories
-from tests.storage.test_repositories import make_ticket
+from tests.storage.test_repositories import consent, in_force, make_ticket
 from tests.support import configured
 
 
@@ -182,3 +182,31 @@ async def test_ticket_references_are_drawn_in_turn_and_unique_across_processes(
         await counted.client.drop_database(db_name)
         await counted.close()
         await other.close()
+
+
+async def test_consents_given_in_two_processes_at_once_keep_one_ledger(
+    mongo_uri: str, db_name: str
+) -> None:
+    # No lock between processes: the ledger's unique numbers decide, and a state left
+    # behind by the other process is rebuilt when read.
+    one, two = Database(mongo_uri, db_name), Database(mongo_uri, db_name)
+    try:
+        ours, theirs = Repositories.create(one), Repositories.create(two)
+        await ours.ensure_indexes()
+        purposes = list(ConsentPurpose)
+        await asyncio.gather(
+            *(
+                repos.consents.append(consent("c", purposes[n % 3], n % 2 == 0))
+                for n in range(12)
+                for repos in (ours, theirs)
+            )
+        )
+        ledger = await ours.consents.history("c")
+        assert [r.seq for r in ledger] == list(range(1, 25))  # one number each, none skipped
+        for repos in (ours, theirs):
+            current = await repos.consents.current("c")
+            assert {p: r.granted for p, r in current.items()} == in_force(ledger)
+    finally:
+        await one.client.drop_database(db_name)
+        await one.close()
+        await two.close()
