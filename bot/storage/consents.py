@@ -132,6 +132,4 @@ class ConsentRepository(Repository[ConsentRecord]):
         return state
 
     async def _save(self, state: ConsentState) -> None:
-        await self.states.collection.replace_one(
-            {"_id": state.customer_id}, state.model_dump(by_alias=True), upsert=True
-        )
+        await self._put(state.model_dump(by_alias=True), self.states.collection)

@@ -57,7 +57,7 @@ class CustomerKeyRepository(Repository[CustomerKey]):
 
     async def add(self, customer: Customer) -> None:
         key = CustomerKey(id=_key(customer.channel, customer.external_id), customer_id=customer.id)
-        await self.collection.replace_one({"_id": key.id}, self._dump(key), upsert=True)
+        await self._put(self._dump(key))
 
     async def forget(self, customer: Customer) -> None:
         await self.collection.delete_one({"_id": _key(customer.channel, customer.external_id)})
@@ -77,9 +77,7 @@ class CustomerKeyRepository(Repository[CustomerKey]):
                     raise
                 added += exc.details["nInserted"]
             after = page[-1].id
-        await self.collection.replace_one(
-            {"_id": self.BACKFILLED}, {"_id": self.BACKFILLED, "customer_id": ""}, upsert=True
-        )
+        await self._put({"_id": self.BACKFILLED, "customer_id": ""})
         self.complete = True
         return added
 

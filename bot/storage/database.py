@@ -259,6 +259,18 @@ class Repository(Generic[M]):
             if index.document["name"] not in existing:
                 await self.collection.create_indexes([index])
 
+    async def _put(self, doc: Doc, collection: AsyncCollection[Doc] | None = None) -> None:
+        """Write `doc` whole under its `_id`, whether or not one is stored.
+
+        An upsert that loses the race to insert fails on FerretDB with a duplicate key
+        (MongoDB retries it by itself); then the document is there, and is written over.
+        """
+        target = self.collection if collection is None else collection
+        try:
+            await target.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        except DuplicateKeyError:
+            await target.replace_one({"_id": doc["_id"]}, doc)
+
     def _dump(self, item: M) -> Doc:
         return item.model_dump(by_alias=True, mode="python")
 

@@ -48,9 +48,7 @@ class InboundEventRepository(Repository[InboundEvent]):
 
     async def done(self, key: str, *, at: datetime | None = None) -> None:
         """The event was handled: a redelivery from now on is only acknowledged."""
-        await self.collection.replace_one(
-            {"_id": key}, self._dump(InboundEvent(id=key, at=at or utcnow())), upsert=True
-        )
+        await self._put(self._dump(InboundEvent(id=key, at=at or utcnow())))
 
     async def give_up(self, key: str) -> None:
         """Handling failed: a redelivery may try again at once."""
