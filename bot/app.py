@@ -287,6 +287,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    request.app[CONTAINER].metrics.record_gc_pauses()
     registry = request.app[CONTAINER].metrics.registry
     response = web.Response(body=generate_latest(registry))
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
@@ -432,6 +433,7 @@ async def serve(settings: Settings) -> None:
         # objects) lives as long as the process. Out of the collector's sight, a full
         # collection no longer walks them all: it stopped the event loop for 160-200 ms
         # every few seconds under load (docs/performance.md, fourth pass).
+        gc.collect()  # what is garbage already is not frozen with the rest
         gc.freeze()
         log.info("listening", extra={"host": settings.http_host, "port": settings.http_port})
         stop = asyncio.Event()

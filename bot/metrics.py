@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -96,6 +97,8 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        # (generation, seconds) of collections not yet observed (GcTimer)
+        self.gc_pending: deque[tuple[int, float]] = deque(maxlen=100_000)
         self.gc_pauses = Histogram(
             "feedback_gc_pause_seconds",
             "Python garbage collections, by generation: the event loop stands still meanwhile",
@@ -104,22 +107,33 @@ class Metrics:
             registry=r,
         )
 
+    def record_gc_pauses(self) -> None:
+        """Observe the collections GcTimer noted since the last call."""
+        while self.gc_pending:
+            generation, seconds = self.gc_pending.popleft()
+            self.gc_pauses.labels(str(generation)).observe(seconds)
+
 
 class GcTimer:
     """Times every garbage collection of this process, into `feedback_gc_pause_seconds`,
     while entered (`with GcTimer(metrics):`; the collector's callbacks are process-wide).
-    A full collection of everything the service loads took 160-200 ms; docs/performance.md."""
+    A full collection of everything the service loads took 160-200 ms; docs/performance.md.
+
+    The callback only appends to a deque: a collection can start anywhere, also inside
+    prometheus_client while it holds the histogram's (non-reentrant) lock, so observing
+    from the callback could deadlock. Metrics.record_gc_pauses observes them, before a
+    scrape.
+    """
 
     def __init__(self, metrics: Metrics) -> None:
-        self.histogram = metrics.gc_pauses
+        self.pending = metrics.gc_pending
         self.started = 0.0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self.started = time.perf_counter()
         elif self.started:
-            elapsed = time.perf_counter() - self.started
-            self.histogram.labels(str(info["generation"])).observe(elapsed)
+            self.pending.append((info["generation"], time.perf_counter() - self.started))
 
     def __enter__(self) -> GcTimer:
         gc.callbacks.append(self)

@@ -60,7 +60,11 @@ class CustomerKeyRepository(Repository[CustomerKey]):
         await self._put(self._dump(key))
 
     async def forget(self, customer: Customer) -> None:
-        await self.collection.delete_one({"_id": _key(customer.channel, customer.external_id)})
+        """Delete the customer's key, unless it names a newer customer of the identity
+        (made meanwhile by a first message after the erasure began)."""
+        await self.collection.delete_one(
+            {"_id": _key(customer.channel, customer.external_id), "customer_id": customer.id}
+        )
 
     async def backfill(self, customers: CustomerRepository) -> int:
         """Give every customer stored before the keys existed their key, once."""
@@ -174,6 +178,8 @@ class CustomerRepository(Repository[Customer]):
         return [self._load(doc) async for doc in cursor]
 
     async def delete(self, customer: Customer) -> bool:
-        result = await self.collection.delete_one({"_id": customer.id})
+        # The key first: if the process dies in between, the customer is still there to
+        # be erased again, and no key is left pointing at nobody.
         await self.keys.forget(customer)
+        result = await self.collection.delete_one({"_id": customer.id})
         return result.deleted_count == 1

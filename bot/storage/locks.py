@@ -50,35 +50,50 @@ class Claim(enum.Enum):
     BUSY = "busy"  # someone else holds it, or is taking it over
 
 
-async def claim_once(collection: AsyncCollection[Doc], mine: Doc, now: datetime) -> Claim:
+async def claim_once(
+    collection: AsyncCollection[Doc], mine: Doc, now: datetime, *, tries: int = 3
+) -> Claim:
     """Claim `mine["_id"]` with the document `mine` (its `until` and a random `owner`).
 
     The insert decides between callers that arrive at once. A claim whose holder died
-    (its `until` passed) is taken over through a second insert whose `_id` names the
-    dead holder's claim, `<_id>~<owner>`: of several callers arriving then, exactly one
-    inserts it; it then writes its own claim over the dead one. So two holders within
-    their `until` never hold one claim at the same time, with no update needing to be
-    atomic. A holder that outlives its `until` may find it taken over, as with a lock.
+    (its `until` passed) is taken over through a claim on `<_id>~<dead owner>`, made by
+    this same function: of several callers arriving then, exactly one gets it, and if
+    that taker dies before it is done, its own claim on the marker runs out and is taken
+    over in turn. The taker then writes its claim over the dead one, after checking that
+    it is still the dead one. So two holders within their `until` do not hold one claim
+    at once, with no update needing to be atomic. A holder that outlives its `until` may
+    find it taken over, as with a lock.
     """
-    try:
-        await collection.insert_one(mine)
-    except DuplicateKeyError:
-        pass
-    else:
+    for _ in range(tries):
+        try:
+            await collection.insert_one(mine)
+        except DuplicateKeyError:
+            pass
+        else:
+            return Claim.MINE
+        held = await collection.find_one({"_id": mine["_id"]})
+        if held is None:
+            continue  # given up (deleted) between the two commands: try the insert again
+        if held.get("until") is None:
+            return Claim.DONE
+        if held["until"] > now:
+            return Claim.BUSY
+        dead = held.get("owner")
+        marker = {**mine, "_id": f"{mine['_id']}~{dead}"}
+        if await claim_once(collection, marker, now) is not Claim.MINE:
+            return Claim.BUSY  # another caller is taking it over
+        again = await collection.find_one({"_id": mine["_id"]}, projection={"owner": 1})
+        if again is None:  # given up meanwhile: an insert decides again
+            try:
+                await collection.insert_one(mine)
+            except DuplicateKeyError:
+                return Claim.BUSY
+            return Claim.MINE
+        if again.get("owner") != dead:
+            return Claim.BUSY  # given up and claimed afresh meanwhile
+        await collection.replace_one({"_id": mine["_id"]}, mine)
         return Claim.MINE
-    held = await collection.find_one({"_id": mine["_id"]})
-    if held is None or held.get("until") is None:
-        return Claim.DONE  # (None: done, and so long ago that retention removed it)
-    if held["until"] > now:
-        return Claim.BUSY
-    marker = {k: v for k, v in mine.items() if k != "owner"}
-    marker["_id"] = f"{mine['_id']}~{held.get('owner')}"
-    try:  # the holder died: one of us takes it over
-        await collection.insert_one(marker)
-    except DuplicateKeyError:
-        return Claim.BUSY
-    await collection.replace_one({"_id": mine["_id"]}, mine)
-    return Claim.MINE
+    return Claim.BUSY  # claimed and given up again and again: look again later
 
 
 class Lock(Model):

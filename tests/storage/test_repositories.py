@@ -361,6 +361,20 @@ async def test_a_failed_or_dead_claim_lets_a_redelivery_handle_the_event(
     assert await repos.inbound.claim("telegram:1:8", ttl, now=muchlater) is Claim.DONE
 
 
+async def test_a_takeover_whose_taker_died_is_taken_over_in_turn(repos: Repositories) -> None:
+    ttl = timedelta(minutes=1)
+    collection = repos.inbound.collection
+    # The holder died; a taker claimed the takeover and died before writing its claim.
+    await collection.insert_one({"_id": "telegram:1:9", "at": NOW, "until": NOW, "owner": "a"})
+    await collection.insert_one({"_id": "telegram:1:9~a", "at": NOW, "until": NOW, "owner": "b"})
+    later = NOW + timedelta(seconds=1)
+    takers = await asyncio.gather(
+        *(repos.inbound.claim("telegram:1:9", ttl, now=later) for _ in range(10))
+    )
+    assert takers.count(Claim.MINE) == 1  # not stuck behind the dead taker's marker
+    assert await repos.inbound.claim("telegram:1:9", ttl, now=later) is Claim.BUSY
+
+
 async def test_unreachable_database_raises_a_clear_error() -> None:
     database = Database(f"mongodb://127.0.0.1:{free_port()}/", "nowhere", timeout_ms=300)
     repos = Repositories.create(database)

@@ -97,7 +97,7 @@ class OncePerUpdate(BaseMiddleware):
             with contextlib.suppress(DatabaseUnavailable):  # else the claim runs out
                 await self.inbound.give_up(key)
             raise
-        await self.inbound.done(key)
+        await self._retrying(self.inbound.done, event, key)  # else handled again later
         return result
 
     async def _retrying(
