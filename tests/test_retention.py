@@ -355,8 +355,8 @@ async def test_c4_3_audit_entries_and_answered_requests_expire(
 
 
 async def test_inbound_event_keys_go_after_30_days(container: Container, clock: FixedClock) -> None:
-    await container.repos.inbound.mark("telegram:1:100", at=START)
-    await container.repos.inbound.mark("telegram:1:101", at=START + timedelta(days=5))
+    await container.repos.inbound.done("telegram:1:100", at=START)
+    await container.repos.inbound.done("telegram:1:101", at=START + timedelta(days=5))
     assert (await run_at(container, clock, days=29)).counts["inbound_events"] == 0
     assert (await run_at(container, clock, days=31)).counts["inbound_events"] == 1
     assert not await container.repos.inbound.seen("telegram:1:100")
@@ -458,7 +458,7 @@ async def populate(container: Container) -> None:
         AuditEntry(at=START, actor="system", action="x", target_type="ticket", target_id="t")
     )
     await a_done_request(container, START)
-    await container.repos.inbound.mark("widget:abc", at=START)
+    await container.repos.inbound.done("widget:abc", at=START)
     await container.repos.locks.acquire("delivery:m1", timedelta(seconds=30), now=START)
     await container.repos.upload_tokens.issue("owner", timedelta(minutes=5), now=START)
 

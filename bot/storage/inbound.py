@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime, timedelta
 
 from pydantic import Field
 from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
 
 from bot.domain.models import Model, new_id, utcnow
 from bot.storage.database import Doc, Repository
@@ -58,10 +56,3 @@ class InboundEventRepository(Repository[InboundEvent]):
         """Whether the event was handled (not merely claimed)."""
         doc: Doc | None = await self.collection.find_one({"_id": key}, projection={"until": 1})
         return doc is not None and doc.get("until") is None
-
-    async def mark(self, key: str, at: datetime | None = None) -> bool:
-        """Record the event as handled; False if it already was (or is being handled)."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self.collection.insert_one(self._dump(InboundEvent(id=key, at=at or utcnow())))
-            return True
-        return False
