@@ -67,7 +67,7 @@ class OncePerUpdate(BaseMiddleware):
     anything they store.
     """
 
-    # Far longer than handling an update takes, retries included (_handle: 15 s of pauses).
+    # Far longer than handling an update takes, retries included (_retrying: 15 s of pauses).
     CLAIM_TTL = timedelta(minutes=1)
     WAIT_STEP = 1.0  # seconds between looks at a claim held elsewhere
 
