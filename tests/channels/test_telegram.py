@@ -12,9 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiogram.dispatcher.event.handler import CallableObject
+from aiogram.dispatcher.event.telegram import TelegramEventObserver
 from aiogram.methods import AnswerCallbackQuery, GetUpdates, SendMessage
 from aiogram.methods.base import Response, TelegramMethod
 
+from bot.channels.telegram import get_routers
 from bot.channels.telegram.responses import response_models
 from bot.config import Settings
 from bot.domain.models import (
@@ -564,3 +567,21 @@ def test_the_models_of_bot_api_answers_are_built_once_and_kept() -> None:
         gc.collect()
         assert answer_model(method) is first
         assert first in kept
+
+
+def test_no_filter_or_handler_is_sent_to_a_worker_thread() -> None:
+    # aiogram runs a plain (not async) filter or handler through asyncio.to_thread; a magic
+    # filter such as F.text is one. Each update passed four to six of them, each a thread
+    # hop for a few attribute reads.
+    threaded = []
+    for router in get_routers(staff_chat_id=-100123):
+        for name, observer in router.observers.items():
+            if not isinstance(observer, TelegramEventObserver):
+                continue
+            # The router's own .filter(...), each handler, and each handler's filters.
+            checks: list[CallableObject] = [*(observer._handler.filters or [])]
+            for handler in observer.handlers:
+                checks.append(handler)
+                checks.extend(handler.filters or [])
+            threaded += [f"{router.name}.{name}: {c.callback!r}" for c in checks if not c.awaitable]
+    assert threaded == []

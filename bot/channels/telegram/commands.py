@@ -8,6 +8,7 @@ from aiogram.filters import Command as CommandFilter
 from aiogram.filters import CommandStart
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, Message
 
+from bot.channels.telegram.filters import checked_in_place
 from bot.channels.telegram.keyboards import language_keyboard
 from bot.channels.telegram.render import show
 from bot.domain.flow import Command, Input
@@ -94,7 +95,7 @@ async def unknown_command(message: Message, dialogue: DialogueService, event_key
 def build_router() -> Router:
     """A new Router each time: a router belongs to one Dispatcher."""
     router = Router(name="commands")
-    router.message.filter(F.chat.type == ChatType.PRIVATE)
+    router.message.filter(checked_in_place(F.chat.type == ChatType.PRIVATE))
     router.message.register(start, CommandStart())
     router.message.register(back, CommandFilter("back"))
     router.message.register(cancel, CommandFilter("cancel"))
@@ -102,5 +103,5 @@ def build_router() -> Router:
     router.message.register(status, CommandFilter("status"))
     router.message.register(language, CommandFilter("language"))
     router.message.register(privacy, CommandFilter("privacy"))
-    router.message.register(unknown_command, F.text.startswith("/"))
+    router.message.register(unknown_command, checked_in_place(F.text.startswith("/")))
     return router

@@ -9,6 +9,7 @@ from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Message, User
 
+from bot.channels.telegram.filters import checked_in_place
 from bot.channels.telegram.keyboards import CONTROL, LANGUAGE, parse_option
 from bot.channels.telegram.render import show
 from bot.domain.flow import Command, Input
@@ -105,11 +106,11 @@ async def on_button(callback: CallbackQuery, dialogue: DialogueService, event_ke
 def build_router() -> Router:
     """A new Router each time: a router belongs to one Dispatcher."""
     router = Router(name="dialogue")
-    router.message.filter(F.chat.type == ChatType.PRIVATE)
-    router.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
-    router.message.register(on_text, F.text)
-    router.message.register(on_photo, F.photo)
-    router.message.register(on_document, F.document)
+    router.message.filter(checked_in_place(F.chat.type == ChatType.PRIVATE))
+    router.callback_query.filter(checked_in_place(F.message.chat.type == ChatType.PRIVATE))
+    router.message.register(on_text, checked_in_place(F.text))
+    router.message.register(on_photo, checked_in_place(F.photo))
+    router.message.register(on_document, checked_in_place(F.document))
     router.message.register(on_anything_else)  # last: whatever the others did not take
-    router.callback_query.register(on_button, F.data)
+    router.callback_query.register(on_button, checked_in_place(F.data))
     return router

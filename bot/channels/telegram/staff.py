@@ -14,6 +14,7 @@ from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message as TgMessage
 
+from bot.channels.telegram.filters import checked_in_place
 from bot.channels.telegram.sender import RateLimiter
 from bot.domain.flow import CATEGORY_LABELS
 from bot.domain.models import Attachment, Channel, Customer, Message, Ticket, TimelineEvent
@@ -148,9 +149,11 @@ class StaffTopics:
 
 def staff_router(chat_id: int) -> Router:
     router = Router(name="staff")
-    router.message.filter(F.chat.id == chat_id, F.message_thread_id)
+    router.message.filter(
+        checked_in_place(F.chat.id == chat_id), checked_in_place(F.message_thread_id)
+    )
 
-    @router.message(F.text)
+    @router.message(checked_in_place(F.text))
     async def in_topic(
         message: TgMessage, tickets: TicketService, staff_topics: StaffTopics, event_key: str
     ) -> None:
