@@ -145,6 +145,21 @@ def test_embedded_database_data_survives_a_restart(tmp_path: Path, cache_dir: Pa
         assert client.app.things.find_one({"_id": 1}) == {"_id": 1, "name": "反馈"}
 
 
+def test_the_embedded_server_collects_garbage_less_often_unless_told_otherwise(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def gogc(db: EmbeddedDatabase) -> str:
+        environ = Path(f"/proc/{db.process.pid}/environ").read_bytes().split(b"\0")
+        return next(v.decode() for v in environ if v.startswith(b"GOGC=")).removeprefix("GOGC=")
+
+    monkeypatch.delenv("GOGC", raising=False)
+    with EmbeddedDatabase.start(cache_dir, tmp_path / "a") as db:
+        assert gogc(db) == "400"  # docs/performance.md, fifth pass
+    monkeypatch.setenv("GOGC", "150")
+    with EmbeddedDatabase.start(cache_dir, tmp_path / "b") as db:
+        assert gogc(db) == "150"
+
+
 def test_without_go_the_error_names_the_alternatives(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bot", "devdb", "build"],
