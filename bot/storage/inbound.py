@@ -34,14 +34,18 @@ class InboundEventRepository(Repository[InboundEvent]):
     model = InboundEvent
     indexes = (IndexModel([("at", ASCENDING)]),)  # retention removes old keys
 
-    async def claim(self, key: str, ttl: timedelta, *, now: datetime | None = None) -> Claim:
+    async def claim(
+        self, key: str, ttl: timedelta, *, now: datetime | None = None, owner: str | None = None
+    ) -> Claim:
         """Claim the event `key` for handling, for `ttl` (bot.storage.locks.claim_once:
         DONE means handled). A holder that died is taken over after `ttl`. Handling twice
         would still store nothing twice (every handler is idempotent per key); the claim
-        spares the work and a second answer to the customer.
+        spares the work and a second answer to the customer. A caller claiming again
+        after a failure passes the same `owner`, so a claim whose insert reached the
+        server before the failure is known as its own (not waited on until it runs out).
         """
         now = now or utcnow()
-        mine = InboundEvent(id=key, at=now, until=now + ttl, owner=new_id())
+        mine = InboundEvent(id=key, at=now, until=now + ttl, owner=owner or new_id())
         return await claim_once(self.collection, self._dump(mine), now)
 
     async def done(self, key: str, *, at: datetime | None = None) -> None:

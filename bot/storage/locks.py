@@ -54,6 +54,8 @@ async def claim_once(
     collection: AsyncCollection[Doc], mine: Doc, now: datetime, *, tries: int = 3
 ) -> Claim:
     """Claim `mine["_id"]` with the document `mine` (its `until` and a random `owner`).
+    A caller that tries again after a failure passes the same `owner`: if its first
+    insert reached the server, the claim is its own.
 
     The insert decides between callers that arrive at once. A claim whose holder died
     (its `until` passed) is taken over through a claim on `<_id>~<dead owner>`, made by
@@ -76,6 +78,10 @@ async def claim_once(
             continue  # given up (deleted) between the two commands: try the insert again
         if held.get("until") is None:
             return Claim.DONE
+        if held.get("owner") == mine["owner"]:
+            # Our own insert: it reached the server, its answer was lost and it was sent
+            # again (a retried write, or the caller claiming again with the same owner).
+            return Claim.MINE
         if held["until"] > now:
             return Claim.BUSY
         dead = held.get("owner")

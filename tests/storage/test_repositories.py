@@ -361,6 +361,18 @@ async def test_a_failed_or_dead_claim_lets_a_redelivery_handle_the_event(
     assert await repos.inbound.claim("telegram:1:8", ttl, now=muchlater) is Claim.DONE
 
 
+async def test_a_claim_whose_answer_was_lost_is_its_owners_when_it_claims_again(
+    repos: Repositories,
+) -> None:
+    ttl = timedelta(minutes=2)
+    # The first insert reached the server; its answer did not reach the caller.
+    assert await repos.inbound.claim("telegram:1:9", ttl, now=NOW, owner="try") is Claim.MINE
+    assert await repos.inbound.claim("telegram:1:9", ttl, now=NOW, owner="try") is Claim.MINE
+    assert await repos.inbound.claim("telegram:1:9", ttl, now=NOW) is Claim.BUSY  # not others'
+    await repos.inbound.done("telegram:1:9")
+    assert await repos.inbound.claim("telegram:1:9", ttl, now=NOW, owner="try") is Claim.DONE
+
+
 async def test_a_takeover_whose_taker_died_is_taken_over_in_turn(repos: Repositories) -> None:
     ttl = timedelta(minutes=1)
     collection = repos.inbound.collection
