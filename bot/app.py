@@ -238,6 +238,10 @@ class Container:
             else:
                 return
 
+    async def stop_receiving(self) -> None:
+        if self.telegram is not None:
+            await self.telegram.stop_receiving()
+
     async def close(self) -> None:
         if self.telegram is not None:
             await self.telegram.stop()
@@ -394,10 +398,12 @@ def build_app(container: Container) -> web.Application:
         ]
         yield
         # The dispatcher finishes the message in hand and stops; it is cancelled only if
-        # that takes too long (a send hanging on an unreachable channel).
+        # that takes too long (a send hanging on an unreachable channel). Meanwhile
+        # Telegram polling stops taking updates and finishes those in hand.
         container.delivery.stop()
         container.retention.stop()  # a retention round in hand is cut short the same way
-        await asyncio.wait([delivery, retention], timeout=DELIVERY_STOP_SECONDS)
+        receiving = asyncio.create_task(container.stop_receiving())
+        await asyncio.wait([delivery, retention, receiving], timeout=DELIVERY_STOP_SECONDS)
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -174,7 +174,7 @@ class Settings(BaseSettings):
         description="Staff messages in a topic starting with it stay notes.",
     )
     telegram_polling_timeout: int = Field(
-        default=10, ge=0, le=50, description="Long-polling timeout (seconds)."
+        default=10, ge=1, le=50, description="Long-polling timeout (seconds)."
     )
     telegram_polling_lease_seconds: float = Field(
         default=30,
@@ -188,6 +188,13 @@ class Settings(BaseSettings):
         le=256,
         description="Updates handled at once in long polling (different users'; each "
         "user's stay in order).",
+    )
+    telegram_update_claim_seconds: float = Field(
+        default=60,
+        ge=1,
+        description="How long an update stays reserved for the process handling it: far "
+        "longer than handling takes; after a crash, how soon another process handles the "
+        "updates it had in hand.",
     )
     telegram_messages_per_second: int = Field(
         default=30,

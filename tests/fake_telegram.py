@@ -106,6 +106,14 @@ class _Fault:
 
 
 @dataclass
+class _Hold:
+    method: str  # lower-case
+    chat_id: int | str
+    remaining: int
+    release: asyncio.Event
+
+
+@dataclass
 class _Queued:
     update_id: int
     update: dict[str, Any]
@@ -153,6 +161,7 @@ class FakeTelegram:
 
         self._faults: list[_Fault] = []
         self._stubs: dict[str, Any] = {}
+        self._holds: list[_Hold] = []
         self._queue: list[_Queued] = []
         self._history: dict[int, dict[str, Any]] = {}  # update_id -> update, for repush
         self._last_update_id = 0
@@ -327,6 +336,13 @@ class FakeTelegram:
         self._faults.append(
             _Fault(method.lower(), error_code, description, retry_after, times, chat_id)
         )
+
+    def hold(self, method: str, *, chat_id: int | str, times: int = 1) -> asyncio.Event:
+        """Leave the next ``times`` calls of ``method`` for ``chat_id`` unanswered until the
+        returned event is set: a Bot API that hangs, or a bot killed in the middle of a call."""
+        release = asyncio.Event()
+        self._holds.append(_Hold(method.lower(), chat_id, times, release))
+        return release
 
     def stub(self, method: str, result: Any) -> None:
         """Answer ``method`` with ``result`` (or ``result(call)`` if callable), overriding the
@@ -601,6 +617,11 @@ class FakeTelegram:
 
     async def _answer(self, call: Call) -> Any:
         name = call.method.lower()
+        for hold in self._holds:
+            if hold.method == name and hold.chat_id == call.chat_id and hold.remaining > 0:
+                hold.remaining -= 1
+                await hold.release.wait()
+                break
         if name in self._stubs:
             stub = self._stubs[name]
             return stub(call) if callable(stub) else copy.deepcopy(stub)

@@ -377,3 +377,53 @@ async def test_one_process_polls_telegram_and_another_takes_over_when_it_dies(
         # The update the dead process had answered is not answered again.
         answers = [c for c in fake.calls_of("sendMessage") if c.chat_id == 6001]
         assert len(answers) == 1
+
+
+@pytest.mark.slow
+async def test_an_update_in_hand_when_the_polling_process_dies_is_handled_by_the_next(
+    tmp_path: Path,
+    mongo_uri: str,
+    db_name: str,
+    redis_url: str,
+    repos: Repositories,
+    fake: FakeTelegram,
+) -> None:
+    # aiogram's polling confirmed an update to Telegram as soon as it had started it, so
+    # a process killed while handling it lost it. Now it stays with Telegram until handled.
+    env = shared_env(mongo_uri, db_name, redis_url, fake, tmp_path)
+    env["BOT_TELEGRAM_UPDATE_CLAIM_SECONDS"] = "2"  # the dead process's claim runs out soon
+    lease = f"telegram-polling:{fake.bot_id}"
+
+    async def holder() -> int | None:
+        lock = await repos.locks.collection.find_one({"name": lease}, sort=[("gen", -1)])
+        return None if lock is None else int(str(lock["owner"]).rsplit(":", 1)[1])
+
+    async with two_services(tmp_path, env) as services:
+        by_pid = {s.process.pid: s for s in services}
+        polling = by_pid[await eventually(holder, "a process to hold the polling lease")]
+        (other,) = [s for s in services if s is not polling]
+        hung = fake.hold("sendMessage", chat_id=7001)  # the answer is on its way when it dies
+        try:
+            update_id = fake.user_command(7001, "help")["update_id"]
+            await fake.wait_for(lambda c: c.method == "sendMessage" and c.chat_id == 7001)
+            asked = len(fake.calls_of("getUpdates"))
+            await fake.wait_for("getUpdates", count=asked + 2)  # polling went on meanwhile
+            assert update_id in [u["update_id"] for u in fake.pending_updates]
+
+            polling.process.kill()  # kill -9
+            polling.process.wait()
+
+            answers = await fake.wait_for(
+                lambda c: c.method == "sendMessage" and c.chat_id == 7001, count=2, timeout=30
+            )
+            assert answers[1].result is not None  # answered, by the process that took over
+
+            async def confirmed() -> bool | None:
+                return True if fake.pending_updates == [] else None
+
+            await eventually(confirmed, "the update to be confirmed once handled")
+            answered = [c for c in fake.calls_of("sendMessage") if c.chat_id == 7001]
+            assert len(answered) == 2  # the hung one, and the one after the takeover
+            assert logged(other, "telegram polling started")
+        finally:
+            hung.set()

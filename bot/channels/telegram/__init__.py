@@ -24,6 +24,7 @@ from bot.admission import Admission
 from bot.channels.telegram import commands, dialogue
 from bot.channels.telegram.commands import set_menu
 from bot.channels.telegram.middlewares import FloodControl, InOrderPerUser, OncePerUpdate
+from bot.channels.telegram.polling import ConfirmingPoller
 from bot.channels.telegram.render import show
 from bot.channels.telegram.responses import response_models
 from bot.channels.telegram.sender import RateLimiter, TelegramSender
@@ -123,7 +124,13 @@ class TelegramChannel:
         # Registered once, here (start() may be retried); the bot id comes from the token.
         # InOrderPerUser first: it must see each update before anything waits.
         self.dispatcher.update.outer_middleware(InOrderPerUser())
-        self.dispatcher.update.outer_middleware(OncePerUpdate(self.repos.inbound, self.bot.id))
+        self.dispatcher.update.outer_middleware(
+            OncePerUpdate(
+                self.repos.inbound,
+                self.bot.id,
+                claim_ttl=timedelta(seconds=settings.telegram_update_claim_seconds),
+            )
+        )
         self.dispatcher.message.outer_middleware(
             FloodControl(
                 settings.telegram_flood_messages,
@@ -196,19 +203,16 @@ class TelegramChannel:
             keeping = asyncio.create_task(self.lease.keep())
             try:
                 await self.bot.delete_webhook()
-                polling = asyncio.create_task(
-                    self.dispatcher.start_polling(
-                        self.bot,
-                        handle_signals=False,
-                        close_bot_session=False,
-                        # As many at once as configured, each user's in order
-                        # (InOrderPerUser); 1: one at a time.
-                        handle_as_tasks=True,
-                        tasks_concurrency_limit=self.settings.telegram_polling_concurrency,
-                        allowed_updates=allowed,
-                        polling_timeout=self.settings.telegram_polling_timeout,
-                    )
+                poller = ConfirmingPoller(
+                    self.dispatcher,
+                    self.bot,
+                    # As many at once as configured, each user's in order
+                    # (InOrderPerUser); 1: one at a time.
+                    concurrency=self.settings.telegram_polling_concurrency,
+                    timeout=self.settings.telegram_polling_timeout,
+                    allowed_updates=allowed,
                 )
+                polling = asyncio.create_task(poller.run())
                 log.info("telegram polling started")
                 await asyncio.wait({polling, keeping}, return_when=asyncio.FIRST_COMPLETED)
                 if keeping.done():
@@ -222,24 +226,34 @@ class TelegramChannel:
                 keeping.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await keeping  # its error, if any, was logged above
-                await self._stop_polling(polling)
-                with contextlib.suppress(Exception):  # unreleased, it expires by itself
-                    await self.lease.release()
+                try:
+                    await self._stop_polling(polling)
+                finally:  # stopped meanwhile too: still hand the lease over
+                    with contextlib.suppress(Exception):  # unreleased, it expires by itself
+                        await self.lease.release()
             await asyncio.sleep(self.lease.step)  # let another process have a go
 
-    async def _stop_polling(self, polling: asyncio.Task[None] | None) -> None:
+    @staticmethod
+    async def _stop_polling(polling: asyncio.Task[None] | None) -> None:
+        """Stop asking for updates; those in hand get a moment to finish (ConfirmingPoller)."""
         if polling is None or polling.done():
             return
+        polling.cancel()
         try:
-            await self.dispatcher.stop_polling()
-        except RuntimeError:  # not started yet: nothing in hand to finish
-            polling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
             await polling
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being stopped too (stop() while the lease was being given up)
 
-    async def stop(self) -> None:
+    async def stop_receiving(self) -> None:
+        """Stop taking updates (polling; the lease is handed over). Sending goes on."""
         if self._polling is not None:
             self._polling.cancel()  # stops polling and releases the lease on its way out
             with contextlib.suppress(asyncio.CancelledError):
                 await self._polling
+            self._polling = None
+
+    async def stop(self) -> None:
+        await self.stop_receiving()
         await self.bot.session.close()

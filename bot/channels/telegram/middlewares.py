@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -12,12 +13,18 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.enums import ChatType
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import (
+    TelegramEntityTooLarge,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.types import Chat, TelegramObject, Update, User
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from bot.domain.models import new_id
 from bot.storage import DatabaseUnavailable
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.database import LocalLocks
@@ -34,6 +41,12 @@ TRANSIENT = (
     TelegramServerError,
     TelegramRetryAfter,
 )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that trying again later may cure (not a file too large to send, which
+    aiogram counts as a network error)."""
+    return isinstance(exc, TRANSIENT) and not isinstance(exc, TelegramEntityTooLarge)
 
 
 class InOrderPerUser(BaseMiddleware):
@@ -67,26 +80,40 @@ class OncePerUpdate(BaseMiddleware):
     anything they store.
     """
 
-    # Far longer than handling an update takes, retries included (_retrying: 15 s of pauses).
-    CLAIM_TTL = timedelta(minutes=1)
     WAIT_STEP = 1.0  # seconds between looks at a claim held elsewhere
 
-    def __init__(self, inbound: InboundEventRepository, bot_id: int, tries: int = 5) -> None:
+    def __init__(
+        self,
+        inbound: InboundEventRepository,
+        bot_id: int,
+        *,
+        claim_ttl: timedelta,
+        tries: int = 5,
+    ) -> None:
         self.inbound = inbound
         self.bot_id = bot_id
+        # Far longer than handling an update takes, retries included (_retrying: 15 s of
+        # pauses); after a crash, how long its updates wait before another process takes
+        # them (BOT_TELEGRAM_UPDATE_CLAIM_SECONDS).
+        self.claim_ttl = claim_ttl
         self.tries = tries
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
         key = f"telegram:{self.bot_id}:{event.update_id}"
-        claim = await self._retrying(self.inbound.claim, event, key, self.CLAIM_TTL)
+        # One owner for every try (and, in polling, every round: bot.channels.telegram.
+        # polling): a claim made by a try whose answer was lost, or left by a round whose
+        # release failed, is ours.
+        owner = data.get("update_claim_owner") or new_id()
+        claim_again = functools.partial(self.inbound.claim, key, self.claim_ttl, owner=owner)
+        claim = await self._retrying(claim_again, event)
         while claim is Claim.BUSY:
             # Being handled elsewhere, or claimed by a process that died (killed, and this
             # update delivered again after its restart). Dropping it would lose it in the
             # second case, so wait until it is handled or the claim runs out and is taken
             # over. This user's later updates wait meanwhile (InOrderPerUser): in order.
             await asyncio.sleep(self.WAIT_STEP)
-            claim = await self._retrying(self.inbound.claim, event, key, self.CLAIM_TTL)
+            claim = await self._retrying(claim_again, event)
         if claim is Claim.DONE:
             log.info("duplicate update dropped", extra={"update_id": event.update_id})
             return None
@@ -97,7 +124,13 @@ class OncePerUpdate(BaseMiddleware):
             with contextlib.suppress(DatabaseUnavailable):  # else the claim runs out
                 await self.inbound.give_up(key)
             raise
-        await self._retrying(self.inbound.done, event, key)  # else handled again later
+        try:
+            await self._retrying(self.inbound.done, event, key)
+        except TRANSIENT:
+            # Handled, but not marked so: a redelivery (there should be none: the update
+            # is answered, or confirmed) would wait for the claim and handle it again,
+            # which stores nothing twice. Failing here would handle it again for sure.
+            log.warning("handled update not marked handled", extra={"update_id": event.update_id})
         return result
 
     async def _retrying(
@@ -105,17 +138,17 @@ class OncePerUpdate(BaseMiddleware):
     ) -> Any:
         """Call again after a failure for a passing reason (the claim, the handler).
 
-        In long polling aiogram moves past an update whose handler failed, so giving
-        up here would lose the customer's message. A user's updates are handled one at
-        a time (InOrderPerUser), so waiting here holds back their later ones, which keeps
-        them in order. Handling again is safe: the dialogue does not apply an input twice
-        (`event_key`).
+        A user's updates are handled one at a time (InOrderPerUser, and in polling the
+        poller as well), so waiting here holds back their later ones, which keeps them in
+        order. Giving up leaves the update to the poller's next round (bot.channels.
+        telegram.polling) or to Telegram's next webhook delivery. Handling again is safe:
+        the dialogue does not apply an input twice (`event_key`).
         """
         for attempt in range(1, self.tries + 1):
             try:
                 return await call(*args)
-            except TRANSIENT as exc:
-                if attempt == self.tries:
+            except Exception as exc:
+                if not is_transient(exc) or attempt == self.tries:
                     raise
                 delay = min(30.0, 0.5 * 2**attempt)
                 if isinstance(exc, TelegramRetryAfter):
