@@ -39,82 +39,10 @@ from common import (
     table,
     telegram_env,
 )
+from telegram_users import Chats, User, queued, run_user
 
 from bot.config import Settings
-from tests.fake_telegram import Call, FakeTelegram
-
-BUTTONS_BEFORE_TEXT = ("yes", "yes", "yes", "logistics", "2")
-BUTTONS_AFTER_TEXT = ("done", "skip", "submit")
-
-
-class Chats:
-    """What the fake Bot API sent each benchmark chat, followed as it is answered
-    (FakeTelegram.answered) rather than searched for: with hundreds of users, searching
-    the fake's list of calls over and over took more CPU than the service under test."""
-
-    def __init__(self, fake: FakeTelegram) -> None:
-        self.prompts: dict[int, Call] = {}  # the latest message with buttons, per chat
-        self.waiting: dict[int, asyncio.Future[float]] = {}
-        fake.answered.append(self.answered)
-
-    def answered(self, call: Call) -> None:
-        if call.method != "sendMessage":
-            return
-        chat = call.chat_id
-        if call.params.get("reply_markup"):
-            self.prompts[chat] = call
-        waiter = self.waiting.pop(chat, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(call.at)
-
-    def expect(self, chat: int) -> asyncio.Future[float]:
-        """The time of the next message to `chat`, once it is sent."""
-        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.waiting[chat] = waiter
-        return waiter
-
-    def button(self, chat: int, value: str) -> tuple[str, int]:
-        """The callback data of the button `value` on the latest prompt in the chat."""
-        prompt = self.prompts[chat]
-        for row in prompt.params["reply_markup"]["inline_keyboard"]:
-            for b in row:
-                kind, _, rest = b["callback_data"].partition(":")
-                if (rest.partition(":")[2] if kind == "o" else rest) == value:
-                    return b["callback_data"], prompt.result["message_id"]
-        raise LookupError(f"no button {value!r} in chat {chat}")
-
-
-class User:
-    def __init__(
-        self,
-        fake: FakeTelegram,
-        chats: Chats,
-        chat: int,
-        deliver: Any,
-        latencies: list[float],
-        *,
-        push: bool,
-    ) -> None:
-        self.push = push  # polling: updates are queued for getUpdates as they are built
-        self.fake = fake
-        self.chats = chats
-        self.chat = chat
-        self.deliver = deliver
-        self.latencies = latencies
-
-    async def send(self, update: dict[str, Any]) -> None:
-        answer = self.chats.expect(self.chat)
-        t0 = time.monotonic()
-        await self.deliver(update)
-        try:
-            at = await asyncio.wait_for(answer, 60)
-        except TimeoutError:
-            raise TimeoutError(f"chat {self.chat}: no answer in 60 s") from None
-        self.latencies.append((at - t0) * 1000)
-
-
-async def queued(update: dict[str, Any]) -> None:
-    """Polling: building the update queued it for getUpdates; nothing more to do."""
+from tests.fake_telegram import FakeTelegram
 
 
 async def run_mode(
@@ -172,6 +100,18 @@ async def run_mode(
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
                 print(f"# {mode}: {len(failed)} users failed, first: {failed[0]!r}", flush=True)
+            if not webhook:
+                # Updates in hand come back with every call until they are handled
+                # (bot.channels.telegram.polling): what that costs in calls and parsing.
+                polls = [c for c in fake.calls_of("getUpdates") if isinstance(c.result, list)]
+                returned = sum(len(c.result) for c in polls)
+                handled = max(1, len(latencies))
+                print(
+                    f"# {mode}: {len(polls)} getUpdates calls ({len(polls) / handled:.2f} per "
+                    f"update), returning {returned} updates ({returned / handled:.1f} per "
+                    "update handled)",
+                    flush=True,
+                )
     row: list[object] = [
         mode,
         args.users,
@@ -192,24 +132,6 @@ async def run_mode(
     print(f"\n{mode}: {commands:.1f} database commands and {ms:.1f} ms of database time per update")
     print(table(["command", "collection", "per update", "ms per update", "ms each"], rows))
     return row
-
-
-async def run_user(user: User) -> None:
-    """One person through the dialogue: each update once the previous one is answered."""
-    fake = user.fake
-
-    def build(update_builder: Any, *a: Any, **kw: Any) -> dict[str, Any]:
-        return update_builder(*a, push=user.push, **kw)  # type: ignore[no-any-return]
-
-    chat = user.chat
-    await user.send(build(fake.user_command, chat, "start"))
-    for value in BUTTONS_BEFORE_TEXT:
-        data, message_id = user.chats.button(chat, value)
-        await user.send(build(fake.user_callback, chat, data, message_id=message_id))
-    await user.send(build(fake.user_text, chat, "The parcel came two days late."))
-    for value in BUTTONS_AFTER_TEXT:
-        data, message_id = user.chats.button(chat, value)
-        await user.send(build(fake.user_callback, chat, data, message_id=message_id))
 
 
 async def main_async(args: argparse.Namespace) -> None:
