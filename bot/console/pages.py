@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +105,21 @@ class View:
 
     def t(self, msgid: str, **params: Param) -> str:
         return self.pages.i18n.render(self.locale, Text(msgid, params))
+
+    def record(self, detail: Mapping[str, str], *, besides: Collection[str] = ()) -> str:
+        """What a privacy request or an audit entry records, in words (s.RECORD_DETAILS);
+        a key this version does not know is shown as recorded."""
+        parts = []
+        for key, value in sorted(detail.items()):
+            if key in besides:
+                continue
+            label = s.RECORD_DETAILS.get(key)
+            if label is None:
+                parts.append(f"{key}={value}")
+                continue
+            word = s.RECORD_VALUES.get(key, {}).get(value)
+            parts.append(self.t(label, value=self.t(word) if word else value))
+        return "; ".join(parts)
 
     def date(self, value: datetime) -> str:
         calendar = self.pages.container.tickets.calendar
@@ -816,7 +831,7 @@ class ConsolePages:
                 else f"{BASE}/privacy/{e.target_id}"
                 if e.target_type == "privacy_request"
                 else None,
-                "detail": ", ".join(f"{k}={v}" for k, v in sorted(e.detail.items())),
+                "detail": view.record(e.detail),
             }
             for e in entries
         ]

@@ -366,9 +366,7 @@ class ConsolePrivacy:
             tickets=[(ticket_url(t.id), t.reference) for t in tickets],
             note=found.detail.get("note", ""),
             # What the service recorded (counts erased, the field corrected): never personal.
-            record=", ".join(
-                f"{k}={v}" for k, v in sorted(found.detail.items()) if k not in UNSHOWN
-            ),
+            record=view.record(found.detail, besides=UNSHOWN),
             can_export=is_open and customer is not None and found.kind in EXPORTED,
             can_erase=is_open and customer is not None and found.kind is PrivacyRequestKind.ERASE,
             # A request whose customer is gone (erased meanwhile) can only be noted.
@@ -383,7 +381,7 @@ class ConsolePrivacy:
                     "action": view.t(s.PRIVACY_ACTIONS[e.action])
                     if e.action in s.PRIVACY_ACTIONS
                     else e.action,
-                    "detail": ", ".join(f"{k}={v}" for k, v in sorted(e.detail.items())),
+                    "detail": view.record(e.detail),
                 }
                 for e in trail
             ],

@@ -362,6 +362,32 @@ PRIVACY_ACTIONS = {
     "privacy.erase": N_("erased the customer's data"),
     "privacy.close": N_("marked the request answered"),
 }
+# What a privacy request or an audit entry records (bot.services.privacy: counts erased,
+# the field corrected; never personal), in words; `value` is the recorded value.
+RECORD_DETAILS = {
+    "answered_by_erasure": N_("answered by the erasure request {value}"),
+    "audit": N_("audit entries made anonymous: {value}"),
+    "consents": N_("consent records deleted: {value}"),
+    "conversations": N_("dialogues deleted: {value}"),
+    "customer": N_("customer: {value}"),
+    "customers": N_("customer records deleted: {value}"),
+    "field": N_("corrected: {value}"),
+    "kind": N_("request: {value}"),
+    "messages": N_("messages deleted: {value}"),
+    "purpose": N_("consent: {value}"),
+    "reason": N_("reason: {value}"),
+    "results": N_("results: {value}"),
+    "ticket": N_("ticket: {value}"),
+    "tickets": N_("tickets made anonymous: {value}"),
+    "upload_tokens": N_("upload links deleted: {value}"),
+    "uploads": N_("files deleted: {value}"),
+}
+RECORD_VALUES: dict[str, dict[str, str]] = {
+    "field": {"contact": N_("contact details")},
+    "kind": {kind.value: label for kind, label in PRIVACY_KINDS.items()},
+    "purpose": {purpose.value: label for purpose, label in CONSENT_PURPOSES.items()},
+    "reason": {"retention": N_("the retention period ended")},
+}
 PRIVACY_DONE = {
     "logged": N_("Request logged. It is due on the date shown."),
     "exists": N_("This customer already has an open request of this kind: here it is."),

@@ -383,6 +383,12 @@ async def test_c3_2_6_an_erasure_needs_the_confirmation_then_leaves_no_personal_
     assert "The customer&#39;s data has been erased and the request answered." in page
     assert "nothing leads back to them" in page
     assert "erased the customer&#39;s data" in page
+    # What was done, in words (it was "customers=1, messages=2, ..."), and in the trail.
+    assert "customer records deleted: 1" in page
+    assert "tickets made anonymous: 1" in page
+    assert "request: Delete their data" in page
+    assert "customers=" not in page
+    assert "kind=" not in page
     assert 'id="privacy-erase"' not in page
     assert f'href="/console/audit?target={request_id}"' in page  # admins: the full log
     audit_page = await get_page(console, f"/console/audit?target={request_id}")
@@ -491,3 +497,4 @@ async def test_c3_2_6_the_privacy_pages_speak_the_staff_members_language(
     assert "删除其数据" in page
     page = await get_page(console, f"/console/privacy/{request.id}")
     assert "不可撤销" in page
+    assert "请求：删除其数据" in page  # the trail: the view of this page, in words
