@@ -129,6 +129,17 @@ class TimelineEvent(Model):
     detail: str | None = None
 
 
+class StatusNotice(Model):
+    """A status change whose message to the customer is not queued yet: stored with the
+    change, in the same write, and dropped once the message is queued; left behind by a
+    process that died (or lost the database) in between, it is queued later
+    (TicketService.announce_left_behind)."""
+
+    to: TicketStatus
+    actor: str
+    message: str | None = personal(default=None, description="the staff's words to them")
+
+
 class Ticket(Model):
     id: str = Field(default_factory=new_id, alias="_id")
     reference: str = ""
@@ -159,6 +170,7 @@ class Ticket(Model):
     # so later status changes still reach the anonymous figures.
     analytics_id: str | None = Field(default_factory=new_id)
     anonymized_at: datetime | None = None  # personal data erased (C3.2.6, C4.3)
+    status_notices: dict[str, StatusNotice] = Field(default_factory=dict)  # by notice id
 
 
 class Direction(StrEnum):

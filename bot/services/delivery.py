@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -101,6 +101,9 @@ class DeliveryService:
         self.owner = f"dispatcher-{new_id()[:12]}"
         self._wake = asyncio.Event()
         self._stopping = False
+        # Called with the outbox's restore (at start, then every RESTORE_SECONDS): each
+        # queues messages that a process which died should have queued; returns how many.
+        self.restorers: list[Callable[[], Awaitable[int]]] = []
 
     def register(self, channel: Channel, sender: Sender) -> None:
         self.senders[channel] = sender
@@ -243,6 +246,9 @@ class DeliveryService:
                 if restored_at is None or time.monotonic() - restored_at >= RESTORE_SECONDS:
                     if restored := await self.repos.messages.restore_outbox():
                         log.info("outbox entries restored", extra={"count": restored})
+                    for restore in self.restorers:
+                        if restored := await restore():
+                            log.info("messages queued late", extra={"count": restored})
                     restored_at = time.monotonic()
                 await self.drain()
             except DatabaseUnavailable:

@@ -21,9 +21,11 @@ from bot.domain.models import (
     DeliveryState,
     Direction,
     Message,
+    StatusNotice,
     Ticket,
     TicketStatus,
     TimelineEvent,
+    new_id,
 )
 from bot.domain.text import N_, Param, Text, Verbatim
 from bot.domain.tickets import (
@@ -145,6 +147,7 @@ class TicketService:
         self.prefix = reference_prefix
         self.deadlines = deadlines
         self.listeners: list[TicketListener] = []
+        delivery.restorers.append(self.announce_left_behind)
 
     async def _notify(self, event: str, *args: object) -> None:
         for listener in self.listeners:
@@ -257,29 +260,52 @@ class TicketService:
             to_status=target,
             detail=message,
         )
+        # The customer's message goes in with the change, as a notice, and is queued from
+        # it: a process that dies (or loses the database) in between leaves the notice,
+        # and the dispatcher queues it later. Without it the status changed unannounced.
+        notice_id, notice = new_id(), StatusNotice(to=target, actor=actor, message=message)
+        fields[f"status_notices.{notice_id}"] = notice.model_dump(mode="python")
         if not await self.repos.tickets.transition(ticket.id, ticket.status, event, **fields):
             raise StatusConflict(ticket.id)
+        await self._announce(ticket, notice_id, notice)
+        changed = await self.get(ticket.id)
+        await self._notify("ticket_changed", changed, "status")
+        return changed
+
+    async def _announce(self, ticket: Ticket, notice_id: str, notice: StatusNotice) -> None:
+        """Queue the customer's message about a status change (once: its key names the
+        notice), then drop the notice."""
         customer = await self._customer(ticket)
         if customer is not None:
             params: dict[str, Param] = {
                 "reference": ticket.reference,
-                "status": Text(STATUS_LABELS[target]),
+                "status": Text(STATUS_LABELS[notice.to]),
             }
             template = STATUS_CHANGED
-            if message:
+            if notice.message:
                 template = STATUS_CHANGED_WITH_MESSAGE
-                params["message"] = Verbatim(message)
+                params["message"] = Verbatim(notice.message)
+            staff = notice.actor != "system"
             await self.delivery.enqueue(
                 customer,
                 self.i18n.render(customer.locale, Text(template, params)),
                 kind="status",
                 ticket_id=ticket.id,
-                author=Author.STAFF if actor != "system" else Author.BOT,
-                staff_id=actor if actor != "system" else None,
+                author=Author.STAFF if staff else Author.BOT,
+                staff_id=notice.actor if staff else None,
+                idempotency_key=f"status:{ticket.id}:{notice_id}",
             )
-        changed = await self.get(ticket.id)
-        await self._notify("ticket_changed", changed, "status")
-        return changed
+        await self.repos.tickets.drop_status_notice(ticket.id, notice_id)
+
+    async def announce_left_behind(self) -> int:
+        """Queue the messages of status changes stored without them (a process died, or
+        the database went away, between the two); how many."""
+        count = 0
+        for ticket in await self.repos.tickets.with_status_notices():
+            for notice_id, notice in ticket.status_notices.items():
+                await self._announce(ticket, notice_id, notice)
+                count += 1
+        return count
 
     async def set_complex(self, ticket_id: str, *, actor: str, complex_: bool = True) -> Ticket:
         """Complex tickets get XX working days instead of X, counted from filing (C3.1.3)."""

@@ -159,6 +159,7 @@ class TicketRepository(Repository[Ticket]):
                 "telegram_topic_chat_id": None,
                 "anonymized_at": at,
                 "updated_at": at,
+                "status_notices": {},  # their words to a customer who is gone
             }
             if forget_customer:
                 fields["customer_id"] = ""
@@ -234,6 +235,21 @@ class TicketRepository(Repository[Ticket]):
                 },
             )
             return True
+
+    async def drop_status_notice(self, ticket_id: str, notice_id: str) -> None:
+        """The notice's message is queued: forget it (under the ticket's lock: FerretDB
+        writes an update as a read and a separate write of the whole document)."""
+        async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
+            await self.collection.update_one(
+                {"_id": ticket_id}, {"$unset": {f"status_notices.{notice_id}": ""}}
+            )
+
+    async def with_status_notices(self) -> list[Ticket]:
+        """Tickets with a status change whose message was never queued. A search of every
+        ticket: for the dispatcher's start and now and then (restore)."""
+        cursor = self.collection.find({"status_notices": {"$exists": True}})
+        found = [self._load(doc) async for doc in cursor]
+        return [ticket for ticket in found if ticket.status_notices]
 
     async def add_event(self, ticket_id: str, event: TimelineEvent, **fields: object) -> bool:
         async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
 from bot.app import Container
-from bot.domain.models import Channel, DeliveryState, TicketStatus, TimelineEvent
+from bot.domain.models import Channel, DeliveryState, StatusNotice, TicketStatus, TimelineEvent
 from bot.domain.tickets import InvalidTransition
 from tests.services.chat import Chat
-from tests.support import FixedClock, RecordingSender
+from tests.support import FixedClock, RecordingSender, eventually
 
 
 async def filed(container: Container, user: str = "77", locale: str = "en") -> str:
@@ -47,6 +48,44 @@ async def test_c3_1_5_declined_in_chinese(container: Container, sender: Recordin
     await container.delivery.drain()
     assert "未采纳" in sender.texts()[-1]
     assert "暂不考虑。" in sender.texts()[-1]
+
+
+async def test_a_status_change_stored_without_its_message_is_announced_later_once(
+    container: Container, sender: RecordingSender
+) -> None:
+    ticket_id = await filed(container)
+    ticket = await container.tickets.change_status(ticket_id, TicketStatus.IN_PROGRESS, actor="a")
+    assert ticket.status_notices == {}  # queued at once, the notice dropped
+    # A process that dies (or loses the database) right after storing the next change:
+    # the change and its notice are stored, the message is not queued.
+    event = TimelineEvent(
+        kind="status", actor="a", from_status=ticket.status, to_status=TicketStatus.RESOLVED
+    )
+    notice = StatusNotice(to=TicketStatus.RESOLVED, actor="a", message="Fixed in 2.4.")
+    fields = {"status_notices.n1": notice.model_dump(mode="python")}
+    assert await container.repos.tickets.transition(ticket_id, ticket.status, event, **fields)
+    await container.delivery.drain()
+    assert "resolved" not in sender.texts()[-1]
+
+    # The dispatcher queues it when it starts (and every few minutes).
+    loop = asyncio.create_task(container.delivery.run())
+
+    async def announced() -> str | None:
+        return next((t for t in sender.texts() if "Fixed in 2.4." in t), None)
+
+    try:
+        text = await eventually(announced, "the status message")
+    finally:
+        container.delivery.stop()
+        await loop
+    assert "resolved" in text
+    assert (await container.tickets.get(ticket_id)).status_notices == {}
+    # Died again after queuing, before dropping the notice: queued once all the same.
+    await container.repos.tickets.collection.update_one({"_id": ticket_id}, {"$set": fields})
+    assert await container.tickets.announce_left_behind() == 1
+    assert await container.tickets.announce_left_behind() == 0
+    await container.delivery.drain()
+    assert sum("Fixed in 2.4." in t for t in sender.texts()) == 1
 
 
 async def test_the_state_machine_refuses_impossible_moves(container: Container) -> None:
