@@ -9,6 +9,7 @@ restart or from another device.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from bot.domain import flow
@@ -237,14 +238,19 @@ class DialogueService:
         """The dialogue of this identity, and its customer: by the id the dialogue keeps,
         else by the channel identity (its key; both look-ups by `_id`)."""
         conversation = await self._conversation(channel, external_id, locale_hint)
+        return conversation, await self._customer_of(conversation, channel, external_id)
+
+    async def _customer_of(
+        self, conversation: Conversation, channel: Channel, external_id: str
+    ) -> Customer | None:
         if conversation.customer_id is not None:
             customer = await self.repos.customers.get(conversation.customer_id)
             if customer is not None and (customer.channel, customer.external_id) == (
                 channel,
                 external_id,
             ):
-                return conversation, customer
-        return conversation, await self.repos.customers.find(channel, external_id)
+                return customer
+        return await self.repos.customers.find(channel, external_id)
 
     async def _facts(self, customer: Customer | None) -> Facts:
         if customer is None:
@@ -265,17 +271,26 @@ class DialogueService:
         locale_hint: str | None,
         idempotency_key: str | None,
     ) -> Handled:
-        conversation, customer = await self._who(channel, external_id, locale_hint)
+        conversation = await self._conversation(channel, external_id, locale_hint)
         locale = conversation.locale
+        # The customer is read only when this input needs them: a step inside the flow
+        # with nothing to record does not (one database command less per step).
+        known: list[Customer | None] = []
+
+        async def who() -> Customer | None:
+            if not known:
+                known.append(await self._customer_of(conversation, channel, external_id))
+            return known[0]
 
         if idempotency_key is not None and conversation.last_input == idempotency_key:
             # The same input delivered again (a channel retrying after a failure): it was
             # applied once already, so only show where the customer is now.
-            return Handled(await self._here(locale, conversation, customer))
+            return Handled(await self._here(locale, conversation, await who()))
 
         if inp.kind == "command" and inp.value == Command.PRIVACY:
-            return Handled(await self._open_privacy(conversation, customer, idempotency_key))
+            return Handled(await self._open_privacy(conversation, await who(), idempotency_key))
         if conversation.aside is not None:
+            customer = await who()
             if customer is None:  # erased on another device meanwhile
                 conversation = conversation.model_copy(update={"aside": None})
             else:
@@ -295,6 +310,7 @@ class DialogueService:
 
         if conversation.step is None and inp.kind != "command":
             # Outside the flow: words and files go onto the open ticket, if there is one.
+            customer = await who()
             if customer is not None:
                 handled = await self._onto_ticket(customer, inp, idempotency_key)
                 if handled is not None:
@@ -307,11 +323,27 @@ class DialogueService:
         ):
             return Handled([self._say(locale, Text(NO_FLOW_HELP))])
 
-        facts = await self._facts(customer) if flow.needs_facts(conversation, inp) else Facts()
+        return await self._flow_step(conversation, inp, who, channel, external_id, idempotency_key)
+
+    async def _flow_step(
+        self,
+        conversation: Conversation,
+        inp: Input,
+        who: Callable[[], Awaitable[Customer | None]],
+        channel: Channel,
+        external_id: str,
+        idempotency_key: str | None,
+    ) -> Handled:
+        """A step of the feedback flow; the customer is read only if the step needs them."""
+        facts = await self._facts(await who()) if flow.needs_facts(conversation, inp) else Facts()
         transition = flow.handle(conversation, inp, self.config, facts)
-        customer = await self._apply(transition, channel, external_id, customer, locale)
-        await self._store(transition, customer, idempotency_key)
-        return Handled([self._render(locale, reply) for reply in transition.replies])
+        if transition.effects or transition.ended:
+            locale = conversation.locale
+            customer = await self._apply(transition, channel, external_id, await who(), locale)
+            await self._store(transition, customer, idempotency_key)
+        else:  # nothing about the customer changes, nor which customer the dialogue is of
+            await self._store(transition, None, idempotency_key)
+        return Handled([self._render(conversation.locale, r) for r in transition.replies])
 
     async def _onto_ticket(
         self, customer: Customer, inp: Input, idempotency_key: str | None

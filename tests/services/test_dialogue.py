@@ -289,3 +289,36 @@ async def test_words_onto_a_ticket_say_where_the_customer_is_as_current_does(
     assert handled.stored.created
     assert handled.where == await dialogue.current(Channel.TELEGRAM, "9010")
     assert handled.where == ("zh_CN", None)
+
+
+def _customer_reads(container: Container) -> float:
+    """Look-ups of a customer so far, by id or by channel identity (the service's timer)."""
+    return sum(
+        sample.value
+        for metric in container.metrics.registry.collect()
+        if metric.name == "feedback_database_command_seconds"
+        for sample in metric.samples
+        if sample.name.endswith("_count")
+        and sample.labels.get("command") == "find"
+        and sample.labels.get("collection") in ("customers", "customer_keys")
+    )
+
+
+async def test_a_step_inside_the_flow_with_nothing_to_record_does_not_read_the_customer(
+    container: Container,
+) -> None:
+    chat = Chat(container, "1313", locale="en")
+    await chat.command(Command.START)
+    for consent in ("yes", "yes", "yes"):
+        await chat.choose(consent)
+    assert chat.step == "category"
+    before = _customer_reads(container)
+    await chat.choose("logistics")
+    await chat.choose("2")
+    await chat.text("The parcel came two days late.")
+    assert _customer_reads(container) == before  # one database command less per step
+    await chat.choose("done")
+    await chat.choose("skip")
+    await chat.choose("submit")  # filing needs them
+    assert _customer_reads(container) > before
+    assert await container.repos.tickets.collection.count_documents({}) == 1
