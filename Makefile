@@ -12,7 +12,7 @@ setup:
 # Running needs no browser: skip installing chromium (only the browser tests use it).
 run:
 	@BOT_SKIP_CHROMIUM=1 scripts/setup.sh
-	$(PY) -m bot serve
+	@scripts/serve.sh
 
 chat: setup
 	$(PY) -m bot chat

@@ -5,18 +5,21 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from cryptography.fernet import Fernet
 from pymongo import MongoClient
 
 from bot.config import ROOT
 from bot.metrics import GcTimer, Metrics
 from bot.storage.embedded import EmbeddedDatabase, free_port
-from tests.processes import get, running_service, service_env
+from tests.processes import Service, get, running_service, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -97,6 +100,53 @@ def test_with_mongodb_uri_no_embedded_server_is_started(tmp_path: Path, mongo_ur
         assert service.stop() == 0
     with mongo(mongo_uri) as client:
         client.drop_database("uri_test")
+
+
+def test_make_run_starts_the_local_redis_that_bot_redis_url_names(
+    tmp_path: Path, mongo_uri: str
+) -> None:
+    # Issue 8: Redis "started by the scripts when configured". scripts/serve.sh is what
+    # `make run` runs after the set-up.
+    redis_port, port = free_port(), free_port()
+    env = service_env(
+        BOT_HTTP_PORT=str(port),
+        MONGODB_URI=mongo_uri,
+        BOT_MONGODB_DATABASE="serve_sh_test",
+        BOT_DATA_DIR=str(tmp_path / "data"),
+        BOT_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        BOT_FORM_LINK_SECRET="a-form-link-secret-for-this-test-only",
+        BOT_CONSOLE_SESSION_KEY=Fernet.generate_key().decode(),
+    )
+    log = tmp_path / "serve.log"
+
+    def ping() -> bool:
+        client = redis.Redis(port=redis_port, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+        finally:
+            client.close()
+
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(ROOT / "scripts" / "serve.sh")],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal's job
+        )
+    try:
+        Service(process, port, log).wait_for_health(200)
+        assert ping()
+        assert f"starting redis-server on 127.0.0.1:{redis_port}" in log.read_text()
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
+        process.wait(timeout=20)
+    assert not ping()  # stopped with the service
+    with mongo(mongo_uri) as client:
+        client.drop_database("serve_sh_test")
 
 
 def test_healthz_is_503_while_the_database_is_down(tmp_path: Path, cache_dir: Path) -> None:
