@@ -12,7 +12,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,19 @@ async def two_services(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[lis
         yield services
 
 
+def polling_lease_holder(
+    repos: Repositories, fake: FakeTelegram
+) -> Callable[[], Awaitable[int | None]]:
+    """A look at which process (its pid) holds the Telegram polling lease, if any."""
+    lease = f"telegram-polling:{fake.bot_id}"
+
+    async def holder() -> int | None:
+        lock = await repos.locks.collection.find_one({"name": lease}, sort=[("gen", -1)])
+        return None if lock is None else int(str(lock["owner"]).rsplit(":", 1)[1])
+
+    return holder
+
+
 def logged(service: Service, message: str) -> bool:
     lines = service.log.read_text().splitlines()
     return any(json.loads(line).get("msg") == message for line in lines if line.startswith("{"))
@@ -337,11 +350,7 @@ async def test_one_process_polls_telegram_and_another_takes_over_when_it_dies(
     fake: FakeTelegram,
 ) -> None:
     env = shared_env(mongo_uri, db_name, redis_url, fake, tmp_path)
-    lease = f"telegram-polling:{fake.bot_id}"
-
-    async def holder() -> int | None:
-        lock = await repos.locks.collection.find_one({"name": lease}, sort=[("gen", -1)])
-        return None if lock is None else int(str(lock["owner"]).rsplit(":", 1)[1])
+    holder = polling_lease_holder(repos, fake)
 
     async with two_services(tmp_path, env) as services:
         by_pid = {s.process.pid: s for s in services}
@@ -392,11 +401,7 @@ async def test_an_update_in_hand_when_the_polling_process_dies_is_handled_by_the
     # a process killed while handling it lost it. Now it stays with Telegram until handled.
     env = shared_env(mongo_uri, db_name, redis_url, fake, tmp_path)
     env["BOT_TELEGRAM_UPDATE_CLAIM_SECONDS"] = "2"  # the dead process's claim runs out soon
-    lease = f"telegram-polling:{fake.bot_id}"
-
-    async def holder() -> int | None:
-        lock = await repos.locks.collection.find_one({"name": lease}, sort=[("gen", -1)])
-        return None if lock is None else int(str(lock["owner"]).rsplit(":", 1)[1])
+    holder = polling_lease_holder(repos, fake)
 
     async with two_services(tmp_path, env) as services:
         by_pid = {s.process.pid: s for s in services}

@@ -50,6 +50,17 @@ LOAD_ENV = {
 }
 
 
+def telegram_service_env(db_uri: str, db_name: str, token: str, api_base: str) -> dict[str, str]:
+    """The service under load against the fake Bot API (tests/fake_telegram.py)."""
+    return {
+        **LOAD_ENV,
+        "MONGODB_URI": db_uri,
+        "BOT_MONGODB_DATABASE": db_name,
+        "BOT_TELEGRAM_TOKEN": token,
+        "BOT_TELEGRAM_API_BASE": api_base,
+    }
+
+
 def workdir(name: str) -> Path:
     """A fresh directory for this run's database files and logs (kept for inspection)."""
     return Path(tempfile.mkdtemp(prefix=f"fault-{name}-"))

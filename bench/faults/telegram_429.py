@@ -19,11 +19,11 @@ from collections import Counter
 from typing import Any
 
 from common import (
-    LOAD_ENV,
     ServiceProcess,
     exit_on_sigterm,
     start_database,
     table,
+    telegram_service_env,
     verdict,
     workdir,
 )
@@ -58,13 +58,7 @@ async def run(args: argparse.Namespace) -> bool:  # noqa: PLR0915 - one scenario
     db = start_database(tmp)
     fake = FakeTelegram()
     await fake.start()
-    env = {
-        **LOAD_ENV,
-        "MONGODB_URI": db.uri,
-        "BOT_MONGODB_DATABASE": DB_NAME,
-        "BOT_TELEGRAM_TOKEN": fake.token,
-        "BOT_TELEGRAM_API_BASE": fake.base_url,
-    }
+    env = telegram_service_env(db.uri, DB_NAME, fake.token, fake.base_url)
     service = ServiceProcess(tmp, env)
     settings = Settings(_env_file=None, MONGODB_URI=db.uri, mongodb_database=DB_NAME)
     container = Container.build(settings, db.uri)  # no dispatcher runs here: it only queues

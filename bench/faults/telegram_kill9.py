@@ -23,8 +23,15 @@ import time
 from collections import Counter
 from typing import Any
 
-from common import LOAD_ENV, ServiceProcess, exit_on_sigterm, start_database, table, verdict
-from common import workdir as fault_workdir
+from common import (
+    ServiceProcess,
+    exit_on_sigterm,
+    start_database,
+    table,
+    telegram_service_env,
+    verdict,
+    workdir,
+)
 from pymongo import MongoClient
 
 from bench.telegram_users import Chats, User, queued, run_user_following
@@ -35,16 +42,12 @@ FIRST_CHAT = 800_000
 
 
 async def run(args: argparse.Namespace) -> bool:
-    tmp = fault_workdir("telegram-kill9")
+    tmp = workdir("telegram-kill9")
     db = start_database(tmp)
     fake = FakeTelegram()
     await fake.start()
     env = {
-        **LOAD_ENV,
-        "MONGODB_URI": db.uri,
-        "BOT_MONGODB_DATABASE": DB_NAME,
-        "BOT_TELEGRAM_TOKEN": fake.token,
-        "BOT_TELEGRAM_API_BASE": fake.base_url,
+        **telegram_service_env(db.uri, DB_NAME, fake.token, fake.base_url),
         "BOT_TELEGRAM_POLLING_TIMEOUT": "1",
         "BOT_TELEGRAM_FLOOD_MESSAGES": "100000",
         "BOT_TELEGRAM_MESSAGES_PER_SECOND": "100000",

@@ -337,13 +337,13 @@ class DialogueService:
         """A step of the feedback flow; the customer is read only if the step needs them."""
         facts = await self._facts(await who()) if flow.needs_facts(conversation, inp) else Facts()
         transition = flow.handle(conversation, inp, self.config, facts)
+        locale = conversation.locale
         if transition.effects or transition.ended:
-            locale = conversation.locale
             customer = await self._apply(transition, channel, external_id, await who(), locale)
             await self._store(transition, customer, idempotency_key)
         else:  # nothing about the customer changes, nor which customer the dialogue is of
             await self._store(transition, None, idempotency_key)
-        return Handled([self._render(conversation.locale, r) for r in transition.replies])
+        return Handled([self._render(locale, reply) for reply in transition.replies])
 
     async def _onto_ticket(
         self, customer: Customer, inp: Input, idempotency_key: str | None

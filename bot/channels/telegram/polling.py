@@ -54,7 +54,6 @@ BACKOFF = BackoffConfig(min_delay=1.0, max_delay=5.0, factor=1.3, jitter=0.1)
 
 @dataclass
 class _Failed:
-    user: int | None
     retry_at: float  # event-loop time
     rounds: int  # how many times it was handled and failed
 
@@ -180,13 +179,13 @@ class ConfirmingPoller:
         if self._waits_for_an_earlier(update_id, user):
             return False
         await self.slots.acquire()
-        self.in_hand[update_id] = asyncio.create_task(self._handle(update, user))
+        self.in_hand[update_id] = asyncio.create_task(self._handle(update))
         return True
 
-    async def _handle(self, update: Update, user: int | None) -> None:
+    async def _handle(self, update: Update) -> None:
         update_id = update.update_id
         loop = asyncio.get_running_loop()
-        rounds = self.failed.pop(update_id, _Failed(user, 0.0, 0)).rounds
+        rounds = self.failed.pop(update_id, _Failed(0.0, 0)).rounds
         try:
             # One claim owner per poller and update: a claim its earlier round left (its
             # release failed with the database) is known as its own (OncePerUpdate).
@@ -197,7 +196,7 @@ class ConfirmingPoller:
                 await self.dispatcher.silent_call_request(self.bot, response)
         except asyncio.CancelledError:
             # Stopped, or a cancellation from inside: either way not handled, not confirmed.
-            self.failed[update_id] = _Failed(user, loop.time() + self.RETRY_PAUSE, rounds)
+            self.failed[update_id] = _Failed(loop.time() + self.RETRY_PAUSE, rounds)
             raise
         except Exception as exc:
             rounds += 1
@@ -209,7 +208,7 @@ class ConfirmingPoller:
                     "telegram update failed; it will be handled again",
                     extra={"update_id": update_id, "cause": type(exc).__name__, "round": rounds},
                 )
-                self.failed[update_id] = _Failed(user, loop.time() + pause, rounds)
+                self.failed[update_id] = _Failed(loop.time() + pause, rounds)
             else:  # as aiogram: logged, and confirmed, so it cannot block the rest
                 log.exception("telegram update failed; given up", extra={"update_id": update_id})
                 self._handled(update_id)
