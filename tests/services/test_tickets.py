@@ -50,7 +50,7 @@ async def test_c3_1_5_declined_in_chinese(container: Container, sender: Recordin
     assert "暂不考虑。" in sender.texts()[-1]
 
 
-async def test_a_status_change_stored_without_its_message_is_announced_later_once(
+async def test_c3_1_5_a_status_change_stored_without_its_message_is_announced_later_once(
     container: Container, sender: RecordingSender
 ) -> None:
     ticket_id = await filed(container)
