@@ -9,6 +9,9 @@ from bot.domain.models import Model, new_id, utcnow
 from bot.storage.database import Doc, Repository
 from bot.storage.locks import Claim, claim_once
 
+# A claim is ended by its holder only this long before it could be taken over.
+MARGIN = timedelta(seconds=5)
+
 
 class InboundEvent(Model):
     """An inbound event that was handled, or is being handled: its channel key is the
@@ -43,6 +46,7 @@ class InboundEventRepository(Repository[InboundEvent]):
         spares the work and a second answer to the customer. A caller claiming again
         after a failure passes the same `owner`, so a claim whose insert reached the
         server before the failure is known as its own (not waited on until it runs out).
+        Its holder keeps it the same way, claiming again before `ttl` passes.
         """
         now = now or utcnow()
         mine = InboundEvent(id=key, at=now, until=now + ttl, owner=owner or new_id())
@@ -52,9 +56,22 @@ class InboundEventRepository(Repository[InboundEvent]):
         """The event was handled: a redelivery from now on is only acknowledged."""
         await self._put(self._dump(InboundEvent(id=key, at=at or utcnow())))
 
-    async def give_up(self, key: str) -> None:
-        """Handling failed: a redelivery may try again at once."""
+    async def give_up(
+        self, key: str, owner: str, *, now: datetime | None = None, margin: timedelta = MARGIN
+    ) -> bool:
+        """Handling failed: a redelivery may try again at once. Only the claim's `owner`
+        ends it, and only while it is surely still theirs (more than `margin` before its
+        `until`, after which another may take it over); otherwise it is left to run out.
+        Whether it was ended."""
+        now = now or utcnow()
+        doc: Doc | None = await self.collection.find_one({"_id": key})
+        if doc is None or doc.get("owner") != owner or doc.get("until") is None:
+            return False
+        if doc["until"] <= now + margin:
+            return False
+        # By `_id` alone: a filter on the owner too is a scan of the collection on FerretDB.
         await self.collection.delete_one({"_id": key})
+        return True
 
     async def seen(self, key: str) -> bool:
         """Whether the event was handled (not merely claimed)."""

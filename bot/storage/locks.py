@@ -55,7 +55,8 @@ async def claim_once(
 ) -> Claim:
     """Claim `mine["_id"]` with the document `mine` (its `until` and a random `owner`).
     A caller that tries again after a failure passes the same `owner`: if its first
-    insert reached the server, the claim is its own.
+    insert reached the server, the claim is its own. A holder keeps its claim by claiming
+    again with its `owner` before its `until` passes: the `until` moves on.
 
     The insert decides between callers that arrive at once. A claim whose holder died
     (its `until` passed) is taken over through a claim on `<_id>~<dead owner>`, made by
@@ -78,12 +79,16 @@ async def claim_once(
             continue  # given up (deleted) between the two commands: try the insert again
         if held.get("until") is None:
             return Claim.DONE
-        if held.get("owner") == mine["owner"]:
-            # Our own insert: it reached the server, its answer was lost and it was sent
-            # again (a retried write, or the caller claiming again with the same owner).
-            return Claim.MINE
         if held["until"] > now:
-            return Claim.BUSY
+            if held.get("owner") != mine["owner"]:
+                return Claim.BUSY
+            # Our own: an insert whose answer was lost (a retried write), or the holder
+            # claiming again to keep it. Nobody takes over a claim within its `until`, so
+            # moving that on is safe.
+            if held["until"] < mine["until"]:
+                await collection.replace_one({"_id": mine["_id"]}, mine)
+            return Claim.MINE
+        # Run out, even if it is our own: another caller may be taking it over right now.
         dead = held.get("owner")
         marker = {**mine, "_id": f"{mine['_id']}~{dead}"}
         if await claim_once(collection, marker, now) is not Claim.MINE:

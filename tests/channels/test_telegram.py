@@ -29,6 +29,7 @@ from bot.domain.models import (
     TicketStatus,
     utcnow,
 )
+from bot.storage.locks import Claim
 from tests.channels.service import Service
 from tests.channels.telegram import TelegramCustomer, running, telegram_settings
 from tests.fake_telegram import Call, FakeTelegram
@@ -196,6 +197,29 @@ async def test_an_update_claimed_by_a_process_that_died_is_handled_once_the_clai
     await settled(fake)
     assert len([c for c in fake.calls_of("sendMessage") if c.chat_id == 5011]) == 1
     assert await service.container.repos.inbound.seen(key)
+
+
+async def test_an_update_handled_longer_than_its_claim_is_not_taken_over(
+    fake: FakeTelegram, settings: Settings
+) -> None:
+    claim = timedelta(seconds=1.5)
+    slow = telegram_settings(settings, fake, telegram_update_claim_seconds=1.5)
+    async with running(slow, fake) as service:
+        release = fake.hold("sendMessage", chat_id=5012)  # the Bot API hangs on the answer
+        update_id = fake.push_update(fake.user_command(5012, "help", push=False))
+        await fake.wait_for(lambda c: c.method == "sendMessage" and c.chat_id == 5012)
+        await asyncio.sleep(3 * claim.total_seconds())  # the claim's time passes twice over
+        # Another process that got this update now (a webhook redelivery) must wait for it.
+        key = f"telegram:{fake.bot_id}:{update_id}"
+        inbound = service.container.repos.inbound
+        assert await inbound.claim(key, claim) is Claim.BUSY
+        release.set()
+
+        async def handled() -> bool | None:
+            return await inbound.seen(key) or None
+
+        await eventually(handled, "the update marked handled")
+        assert len([c for c in fake.calls_of("sendMessage") if c.chat_id == 5012]) == 1
 
 
 async def test_staff_replies_and_status_changes_reach_the_customer(

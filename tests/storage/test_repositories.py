@@ -339,8 +339,8 @@ async def test_a_failed_or_dead_claim_lets_a_redelivery_handle_the_event(
     repos: Repositories,
 ) -> None:
     ttl = timedelta(minutes=2)
-    assert await repos.inbound.claim("telegram:1:8", ttl, now=NOW) is Claim.MINE
-    await repos.inbound.give_up("telegram:1:8")  # the handler failed
+    assert await repos.inbound.claim("telegram:1:8", ttl, now=NOW, owner="h") is Claim.MINE
+    assert await repos.inbound.give_up("telegram:1:8", "h", now=NOW)  # the handler failed
     assert await repos.inbound.claim("telegram:1:8", ttl, now=NOW) is Claim.MINE
     # That holder died: while its claim runs, a redelivery waits; after it, of many
     # redeliveries at once exactly one takes over, and then the others wait on it.
@@ -359,6 +359,46 @@ async def test_a_failed_or_dead_claim_lets_a_redelivery_handle_the_event(
     assert takers.count(Claim.MINE) == 1
     await repos.inbound.done("telegram:1:8")
     assert await repos.inbound.claim("telegram:1:8", ttl, now=muchlater) is Claim.DONE
+
+
+async def test_only_the_holder_gives_a_claim_up_and_only_while_it_is_surely_theirs(
+    repos: Repositories,
+) -> None:
+    ttl = timedelta(minutes=2)
+    key = "telegram:1:10"
+    assert await repos.inbound.claim(key, ttl, now=NOW, owner="h") is Claim.MINE
+    assert not await repos.inbound.give_up(key, "other", now=NOW)
+    assert await repos.inbound.claim(key, ttl, now=NOW) is Claim.BUSY  # still held
+    # Its holder, too late: another may be taking it over, so it is left to run out.
+    late = NOW + ttl - timedelta(seconds=1)
+    assert not await repos.inbound.give_up(key, "h", now=late)
+    # Taken over once it ran out: the first holder's late give-up leaves the taker's.
+    later = NOW + ttl + timedelta(seconds=1)
+    assert await repos.inbound.claim(key, ttl, now=later, owner="t") is Claim.MINE
+    assert not await repos.inbound.give_up(key, "h", now=later)
+    assert await repos.inbound.claim(key, ttl, now=later) is Claim.BUSY
+    await repos.inbound.done(key)
+    assert not await repos.inbound.give_up(key, "t", now=later)  # handled stays handled
+    assert await repos.inbound.claim(key, ttl, now=later) is Claim.DONE
+
+
+async def test_a_holder_keeps_its_claim_by_claiming_again(repos: Repositories) -> None:
+    ttl = timedelta(minutes=2)
+    key = "telegram:1:11"
+    assert await repos.inbound.claim(key, ttl, now=NOW, owner="h") is Claim.MINE
+    kept = NOW + timedelta(minutes=1)
+    assert await repos.inbound.claim(key, ttl, now=kept, owner="h") is Claim.MINE
+    # Past the first `until`, within the second: not taken over.
+    after_first = NOW + ttl + timedelta(seconds=1)
+    assert await repos.inbound.claim(key, ttl, now=after_first) is Claim.BUSY
+    # A claim of its own that ran out is taken over like any other: one winner, even
+    # when the old holder claims again at the same moment.
+    gone = kept + ttl + timedelta(seconds=1)
+    takers = await asyncio.gather(
+        repos.inbound.claim(key, ttl, now=gone, owner="h"),
+        *(repos.inbound.claim(key, ttl, now=gone) for _ in range(5)),
+    )
+    assert takers.count(Claim.MINE) == 1
 
 
 async def test_a_claim_whose_answer_was_lost_is_its_owners_when_it_claims_again(

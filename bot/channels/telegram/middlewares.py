@@ -76,8 +76,9 @@ class OncePerUpdate(BaseMiddleware):
 
     The update is claimed before it is handled (bot.storage.inbound) and recorded as
     handled after, so a crash or a failure mid-way lets a re-delivery try again and a
-    concurrent duplicate is dropped. Handlers get `event_key` as the idempotency key of
-    anything they store.
+    concurrent duplicate is dropped. The claim is kept while the update is handled, however
+    long that takes, and given up on a failure only by its holder while it is surely
+    still theirs. Handlers get `event_key` as the idempotency key of anything they store.
     """
 
     WAIT_STEP = 1.0  # seconds between looks at a claim held elsewhere
@@ -118,12 +119,15 @@ class OncePerUpdate(BaseMiddleware):
             log.info("duplicate update dropped", extra={"update_id": event.update_id})
             return None
         data["event_key"] = key
+        keeper = asyncio.create_task(self._keep(claim_again, event))
         try:
             result = await self._retrying(handler, event, event, data)
         except BaseException:
             with contextlib.suppress(DatabaseUnavailable):  # else the claim runs out
-                await self.inbound.give_up(key)
+                await self.inbound.give_up(key, owner)
             raise
+        finally:
+            keeper.cancel()
         try:
             await self._retrying(self.inbound.done, event, key)
         except TRANSIENT:
@@ -132,6 +136,24 @@ class OncePerUpdate(BaseMiddleware):
             # which stores nothing twice. Failing here would handle it again for sure.
             log.warning("handled update not marked handled", extra={"update_id": event.update_id})
         return result
+
+    async def _keep(self, claim_again: Callable[[], Awaitable[Claim]], event: Update) -> None:
+        """Keep the update's claim while it is being handled, however long that takes (a
+        slow Bot API, the database's retries): claimed again every third of its time, so
+        it does not run out and another process handle the update a second time."""
+        while True:
+            await asyncio.sleep(self.claim_ttl.total_seconds() / 3)
+            try:
+                claim = await claim_again()
+            except Exception as exc:  # the next round may reach it, well before it runs out
+                log.warning(
+                    "update claim not kept",
+                    extra={"update_id": event.update_id, "cause": type(exc).__name__},
+                )
+                continue
+            if claim is not Claim.MINE:
+                log.warning("update claim lost while handled", extra={"update_id": event.update_id})
+                return
 
     async def _retrying(
         self, call: Callable[..., Awaitable[Any]], event: Update, *args: Any
