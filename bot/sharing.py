@@ -5,9 +5,9 @@ Unset, one process keeps everything in memory. Set, every process:
   reaches a widget or a console page connected to another process;
 - counts the rate limits that protect shared things (widget events and connections per
   address, form posts, console sign-ins, Telegram flood control) in Redis, so N processes
-  allow what one would, not N times as much. While Redis cannot be reached the limits
-  let hits through (logged), and emits reach only this process's own clients: the others
-  see what they missed when they next connect (the history replay).
+  allow what one would, not N times as much. While Redis cannot be reached, each process
+  counts the limits by itself (logged), and emits reach only this process's own clients:
+  the others see what they missed when they next connect (the history replay).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import socketio
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -30,11 +31,14 @@ LIMITS_PREFIX = "feedback-bot:limits"
 
 
 class SharedStorage(RedisStorage):
-    """limits' Redis storage on redis-py's asyncio client, with a way to close it.
+    """limits' Redis storage on redis-py's asyncio client, with a way to close it, and
+    counts in this process while Redis cannot be reached.
 
     limits defaults to coredis, which is not installed; the pool is ours so that the
     process can close its connections at shutdown.
     """
+
+    RETRY_SECONDS = 5.0
 
     def __init__(self, url: str) -> None:
         # Short timeouts: a hit is on the path of every widget event and form post.
@@ -45,28 +49,57 @@ class SharedStorage(RedisStorage):
             key_prefix=LIMITS_PREFIX,
             connection_pool=self.pool,  # type: ignore[arg-type]  # handed to redis.asyncio.Redis
         )
+        self.local = MemoryStorage()  # the counts while Redis cannot be reached
+        self.down_until = 0.0  # monotonic time until which Redis is not tried; 0: up
 
     async def acquire_sliding_window_entry(
         self, key: str, limit: int, expiry: int, amount: int = 1
     ) -> bool:
-        """Count a hit; when Redis cannot be reached, let it through (and say so).
+        """Count a hit in Redis; while Redis cannot be reached, in this process.
 
-        The limits guard against floods; an outage of Redis must not turn them into a
-        wall that stops every customer from being heard, nor make Telegram updates fail.
+        The limits guard against floods and password guessing. An outage of Redis must
+        not turn them into a wall that stops every customer from being heard, nor make
+        Telegram updates fail; nor may it lift them: each process then allows what one
+        alone would (N processes, N times as much), not everything. After a failure Redis
+        is left alone for RETRY_SECONDS, so that hits do not each wait for its timeout.
         """
-        try:
-            return await super().acquire_sliding_window_entry(key, limit, expiry, amount)
-        except RedisError as exc:
-            log.warning("rate limits unavailable; allowing", extra={"cause": type(exc).__name__})
-            return True
+        if not self._resting():
+            try:
+                allowed = await super().acquire_sliding_window_entry(key, limit, expiry, amount)
+            except RedisError as exc:
+                self._failed(exc)
+            else:
+                self._answered()
+                return allowed
+        return await self.local.acquire_sliding_window_entry(key, limit, expiry, amount)
 
-    async def clear(self, key: str) -> None:
+    async def clear_sliding_window(self, key: str, expiry: int) -> None:
+        await self.local.clear_sliding_window(key, expiry)
+        if self._resting():
+            return  # Redis's count runs out by itself
         try:
-            await super().clear(key)
-        except RedisError as exc:  # the count runs out by itself
-            log.warning("rate limits unavailable", extra={"cause": type(exc).__name__})
+            await super().clear_sliding_window(key, expiry)
+        except RedisError as exc:
+            self._failed(exc)
+
+    def _resting(self) -> bool:
+        return time.monotonic() < self.down_until
+
+    def _failed(self, exc: RedisError) -> None:
+        if not self.down_until:
+            log.warning(
+                "rate limits unavailable; counting in this process",
+                extra={"cause": type(exc).__name__},
+            )
+        self.down_until = time.monotonic() + self.RETRY_SECONDS
+
+    def _answered(self) -> None:
+        if self.down_until:
+            log.warning("rate limits shared again")
+        self.down_until = 0.0
 
     async def aclose(self) -> None:
+        await self.local.reset()
         await self.pool.aclose()
 
 

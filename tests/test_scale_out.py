@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ from pydantic import ValidationError
 
 from bot.app import client_address
 from bot.config import ROOT, Settings
-from bot.sharing import close_rate_limits, rate_limit_storage
+from bot.sharing import SharedStorage, close_rate_limits, rate_limit_storage
 from bot.storage import Repositories
 from bot.storage.embedded import free_port
 from tests.channels.widget import WidgetVisitor
@@ -121,7 +122,7 @@ async def test_behind_our_proxies_the_client_address_comes_from_x_forwarded_for(
         assert await response.text() == client
 
 
-async def test_while_redis_is_unreachable_the_limits_let_hits_through() -> None:
+async def test_while_redis_is_unreachable_each_process_counts_the_limits_itself() -> None:
     settings = Settings(
         _env_file=None,
         redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
@@ -131,11 +132,38 @@ async def test_while_redis_is_unreachable_the_limits_let_hits_through() -> None:
     storage = rate_limit_storage(settings)
     try:
         limiter = SlidingWindowCounterRateLimiter(storage)
-        limit = parse("1 per minute")
-        assert [await limiter.hit(limit, "k") for _ in range(3)] == [True, True, True]
-        await limiter.clear(limit, "k")
+        limit = parse("2 per minute")
+        # Not a wall (the first hits pass), and not lifted either (password guessing).
+        assert [await limiter.hit(limit, "k") for _ in range(3)] == [True, True, False]
+        await limiter.clear(limit, "k")  # a sign-in that succeeded
+        assert await limiter.hit(limit, "k")
     finally:
         await close_rate_limits(storage)
+
+
+async def test_the_limits_are_shared_again_once_redis_answers(redis_url: str) -> None:
+    settings = Settings(
+        _env_file=None,
+        redis_url=redis_url,
+        form_link_secret=FORM_SECRET,
+        console_session_key=SESSION_KEY,
+    )
+    storage, other = rate_limit_storage(settings), rate_limit_storage(settings)
+    assert isinstance(storage, SharedStorage)
+    try:
+        limiter = SlidingWindowCounterRateLimiter(storage)
+        limit = parse("2 per minute")
+        key = f"test-{id(storage)}"
+        storage.down_until = time.monotonic() + 60  # as after a failure: counted here
+        assert await limiter.hit(limit, key)
+        storage.down_until = time.monotonic()  # its rest is over
+        assert await SlidingWindowCounterRateLimiter(other).hit(limit, key)
+        assert await limiter.hit(limit, key)  # in Redis again: the other process's hit counts
+        assert not await limiter.hit(limit, key)
+        assert storage.down_until == 0
+    finally:
+        await close_rate_limits(storage)
+        await close_rate_limits(other)
 
 
 # ------------------------------------------------------------------ two real processes
