@@ -302,12 +302,17 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def client_address(trusted: list[Network]) -> Middleware:
-    """Behind proxies, the client's address (`request.remote`) from X-Forwarded-For.
+    """Behind proxies, the client's address (`request.remote`) from X-Forwarded-For, and
+    its scheme (`request.secure`) from X-Forwarded-Proto.
 
     Only when the peer is one of our proxies (BOT_TRUSTED_PROXIES): anyone else could
     write any address there and escape the per-address limits. Each proxy appends the
     address it got the request from, so the client is the right-most address that is
     not one of ours. Socket.IO gets the same request, so the widget's limits see it too.
+
+    Every cookie set in an answer to a request that came over HTTPS is sent back to
+    HTTPS only (`Secure`), whatever BOT_CONSOLE_SECURE_COOKIES says: a console behind a
+    TLS proxy has its session cookie kept off plain HTTP without a setting to remember.
     """
 
     def ours(address: str) -> bool:
@@ -317,13 +322,10 @@ def client_address(trusted: list[Network]) -> Middleware:
             return False
         return any(ip in network for network in trusted)
 
-    @web.middleware
-    async def middleware(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    def as_client_sent(request: web.Request) -> web.Request:
         peer = request.remote
         if not trusted or peer is None or not ours(peer):
-            return await handler(request)
+            return request
         hops = [
             hop.strip()
             for header in request.headers.getall("X-Forwarded-For", [])
@@ -338,9 +340,30 @@ def client_address(trusted: list[Network]) -> Middleware:
             client = hop
             if not ours(hop):
                 break
-        if client == peer:
-            return await handler(request)
-        return await handler(request.clone(remote=client))
+        # The scheme the client used: the first proxy's, the left-most.
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        scheme = proto if proto in ("http", "https") else request.scheme
+        if client == peer and scheme == request.scheme:
+            return request
+        return request.clone(remote=client, scheme=scheme)
+
+    def secured(request: web.Request, response: web.StreamResponse) -> None:
+        if request.secure:
+            for cookie in response.cookies.values():
+                cookie["secure"] = True
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        request = as_client_sent(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # a redirect may set a cookie too
+            secured(request, exc)
+            raise
+        secured(request, response)
+        return response
 
     return middleware
 

@@ -122,6 +122,46 @@ async def test_behind_our_proxies_the_client_address_comes_from_x_forwarded_for(
         assert await response.text() == client
 
 
+@pytest.mark.parametrize(
+    ("trusted", "proto", "secure"),
+    [
+        ("127.0.0.1", "https", True),  # TLS ends at our proxy
+        ("127.0.0.1", "https, http", True),  # the first proxy's word
+        ("127.0.0.1", "http", False),
+        ("127.0.0.1", None, False),
+        ("10.0.0.0/8", "https", False),  # the peer is not our proxy: anyone's header
+        ("", "https", False),
+    ],
+)
+async def test_cookies_set_over_https_behind_our_proxies_are_secure(
+    trusted: str, proto: str | None, secure: bool
+) -> None:
+    settings = Settings(_env_file=None, trusted_proxies=trusted)
+
+    async def signed_in(request: web.Request) -> web.Response:
+        response = web.Response(text=request.scheme)
+        response.set_cookie("session", "x", httponly=True)
+        return response
+
+    async def redirected(request: web.Request) -> web.Response:
+        found = web.HTTPFound("/")
+        found.set_cookie("session", "y")
+        raise found
+
+    app = web.Application(middlewares=[client_address(settings.proxy_networks)])
+    app.router.add_get("/", signed_in)
+    app.router.add_get("/away", redirected)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+        headers = {"X-Forwarded-Proto": proto} if proto else {}
+        response = await http.get("/", headers=headers)
+        assert await response.text() == ("https" if secure else "http")
+        assert ("Secure" in response.headers["Set-Cookie"]) is secure
+        assert "HttpOnly" in response.headers["Set-Cookie"]
+        away = await http.get("/away", headers=headers, allow_redirects=False)
+        assert away.status == 302
+        assert ("Secure" in away.headers["Set-Cookie"]) is secure
+
+
 async def test_while_redis_is_unreachable_each_process_counts_the_limits_itself() -> None:
     settings = Settings(
         _env_file=None,
