@@ -824,8 +824,12 @@ class ConsolePages:
             {
                 "when": view.datetime(e.at),
                 "who": names.get(e.actor, e.actor),
-                "action": e.action,
-                "target": f"{e.target_type}:{e.target_id}",
+                "action": view.t(s.AUDIT_ACTIONS[e.action])
+                if e.action in s.AUDIT_ACTIONS
+                else e.action,
+                "target": view.t(s.AUDIT_TARGETS[e.target_type], id=e.target_id)
+                if e.target_type in s.AUDIT_TARGETS
+                else f"{e.target_type}:{e.target_id}",
                 "target_href": ticket_url(e.target_id)
                 if e.target_type == "ticket"
                 else f"{BASE}/privacy/{e.target_id}"
@@ -842,11 +846,5 @@ class ConsolePages:
             live="",
             rows=rows,
             chosen=chosen,
-            actions=[
-                "ticket.view",
-                "customer.view",
-                "tickets.search",
-                "customer.export",
-                *s.PRIVACY_ACTIONS,
-            ],
+            actions=[(action, view.t(label)) for action, label in s.AUDIT_ACTIONS.items()],
         )

@@ -362,6 +362,21 @@ PRIVACY_ACTIONS = {
     "privacy.erase": N_("erased the customer's data"),
     "privacy.close": N_("marked the request answered"),
 }
+# The audit log's actions and what they were done to, in words; an action or a target
+# this version does not know is shown as recorded.
+AUDIT_ACTIONS = {
+    "ticket.view": N_("viewed a ticket"),
+    "customer.view": N_("viewed a customer's details"),
+    "tickets.search": N_("searched the tickets"),
+    **PRIVACY_ACTIONS,
+}
+AUDIT_TARGETS = {
+    "ticket": N_("ticket {id}"),
+    "customer": N_("customer {id}"),
+    "privacy_request": N_("privacy request {id}"),
+    "tickets": N_("the ticket queue"),
+    "customers": N_("the customers"),
+}
 # What a privacy request or an audit entry records (bot.services.privacy: counts erased,
 # the field corrected; never personal), in words; `value` is the recorded value.
 RECORD_DETAILS = {

@@ -414,6 +414,12 @@ async def test_c3_1_4_only_admins_read_the_audit_log(console: Client, container:
     page = await get_page(console, "/console/audit")
     assert page.count('data-testid="audit-row"') == 2
     assert "Agent1" in page
+    # In words, not as recorded: the actions, and what they were done to.
+    assert "<td>viewed a ticket</td>" in page
+    assert "<td>viewed a customer&#39;s details</td>" in page
+    assert f">ticket {ticket.id}</a>" in page
+    assert ">ticket.view<" not in page
+    assert f"ticket:{ticket.id}" not in page
     by_action = await get_page(console, "/console/audit?action=customer.view")
     assert by_action.count('data-testid="audit-row"') == 1
     by_actor = await get_page(console, "/console/audit?actor=agent1")
@@ -422,6 +428,12 @@ async def test_c3_1_4_only_admins_read_the_audit_log(console: Client, container:
     assert by_target.count('data-testid="audit-row"') == 1
     assert 'data-testid="audit-row"' not in await get_page(console, "/console/audit?actor=ghost")
     assert agent.id in {e.actor for e in await container.repos.audit.recent()}
+
+    await sign_in(console, container.repos, role=StaffRole.ADMIN, username="li", locale="zh_CN")
+    page = await get_page(console, "/console/audit")
+    assert "<td>查看了工单</td>" in page
+    assert f">工单 {ticket.id}</a>" in page
+    assert '<option value="customer.view">查看了客户资料</option>' in page
 
 
 async def test_the_console_speaks_the_staff_members_language(
