@@ -132,6 +132,7 @@ class Container:
             consents,
             tickets,
             request_days=settings.privacy_request_days,
+            licence_required=settings.licence_required,
         )
         dialogue = DialogueService(
             repos, tickets, i18n, metrics, clock, flow_config, consents, privacy

@@ -4,7 +4,8 @@
   (BOT_PRIVACY_REQUEST_DAYS), and the latest answered ones; a form to log a request that
   arrived by phone or e-mail.
 - /console/privacy/{id}: one request, how to answer it (export download, erasure after a
-  typed confirmation, or a note of what was done) and its audit trail.
+  typed confirmation, the correction of the contact details or of a ticket's words, the
+  withdrawal of a consent, or a note of what was done) and its audit trail.
 - The ticket page shows the customer's open requests and starts an export or an erasure
   through the same request flow (`ticket_panel`, `start`).
 
@@ -27,7 +28,7 @@ from aiohttp import web
 from bot.console import strings as s
 from bot.console.auth import audit, require
 from bot.console.pages import BASE, INTAKE_CHANNELS, ConsolePages, View, field, ticket_url
-from bot.domain.flow import clean_text
+from bot.domain.flow import Invalid, clean_text, parse_contact
 from bot.domain.models import (
     Channel,
     Customer,
@@ -36,6 +37,8 @@ from bot.domain.models import (
     PrivacyRequestState,
     StaffRole,
 )
+from bot.domain.text import Text
+from bot.services.privacy import NotTheirs
 from bot.services.tickets import TicketNotFound
 from bot.storage import DatabaseUnavailable
 from bot.storage.locks import Busy
@@ -124,6 +127,9 @@ class ConsolePrivacy:
         add_post(f"{PRIVACY}/{{request_id}}/export", self.export)
         add_post(f"{PRIVACY}/{{request_id}}/erase", self.erase)
         add_post(f"{PRIVACY}/{{request_id}}/close", self.close)
+        add_post(f"{PRIVACY}/{{request_id}}/contact", self.correct_contact)
+        add_post(f"{PRIVACY}/{{request_id}}/correction", self.correct_ticket)
+        add_post(f"{PRIVACY}/{{request_id}}/withdraw", self.withdraw)
 
     # ------------------------------------------------------------ helpers
 
@@ -329,8 +335,11 @@ class ConsolePrivacy:
         *,
         flash: dict[str, str] | None = None,
         note: str = "",
+        contact: dict[str, str] | None = None,
+        correction: dict[str, str] | None = None,
         status: int = 200,
     ) -> web.Response:
+        correction = correction or {"ticket": "", "text": ""}
         try:
             found, customer = await self._load(request)
             if found is None:
@@ -339,12 +348,23 @@ class ConsolePrivacy:
             await self._audit(request, "privacy.view", found.id, kind=found.kind.value)
             tickets = await self.repos.tickets.for_customer(customer.id) if customer else []
             word = await self._confirm_word(customer) if customer else ""
+            is_open = found.state is PrivacyRequestState.OPEN
+            answering = is_open and customer is not None
+            correctable = (
+                await self.privacy.correctable(customer)
+                if answering and customer and found.kind is PrivacyRequestKind.CORRECT
+                else []
+            )
+            withdrawable = (
+                await self.privacy.withdrawable(customer)
+                if answering and customer and found.kind is PrivacyRequestKind.WITHDRAW
+                else []
+            )
             trail = await self.repos.audit.recent(target_id=found.id, limit=TRAIL_SHOWN)
             names = await self._by_names({found.by} | {e.actor for e in trail})
         except DatabaseUnavailable:
             return await self.pages.unavailable(request)
         state, label = deadline(view, found, self.pages.tickets.clock())
-        is_open = found.state is PrivacyRequestState.OPEN
         return self.pages.html(
             "privacy_request.html",
             view,
@@ -371,6 +391,19 @@ class ConsolePrivacy:
             can_erase=is_open and customer is not None and found.kind is PrivacyRequestKind.ERASE,
             # A request whose customer is gone (erased meanwhile) can only be noted.
             can_close=is_open and (found.kind in NOTED or customer is None),
+            # What staff change for the customer: the contact details and a correction of
+            # a ticket's words (a correction request), a consent (a withdrawal).
+            can_correct=answering and found.kind is PrivacyRequestKind.CORRECT,
+            contact=contact
+            or {
+                "email": (customer.email if customer else None) or "",
+                "phone": (customer.phone if customer else None) or "",
+            },
+            correctable=[(t.id, t.reference) for t in correctable],
+            correction=correction,
+            text_max=self.pages.container.settings.text_max_chars,
+            can_withdraw=answering and found.kind is PrivacyRequestKind.WITHDRAW,
+            withdrawable=[(p.value, view.t(s.CONSENT_PURPOSES[p])) for p in withdrawable],
             word=word,
             typed_note=note,
             max_note=MAX_NOTE,
@@ -475,6 +508,119 @@ class ConsolePrivacy:
         except (DatabaseUnavailable, Busy):
             return await self.pages.unavailable(request)
         raise web.HTTPSeeOther(request_url(found.id, done="closed"))
+
+    # ------------------------------------------------------------ changes for the customer
+
+    async def _invalid(
+        self, request: web.Request, view: View, text: str, **kept: Any
+    ) -> web.Response:
+        flash = {"kind": "error", "text": text}
+        return await self._detail(request, view, flash=flash, status=400, **kept)
+
+    async def correct_contact(self, request: web.Request) -> web.StreamResponse:
+        """Replace the customer's contact details as they asked (both empty: remove them);
+        that answers the request."""
+        view = await self._view(request)
+        form = await request.post()
+        typed = {
+            "email": clean_text(field(form, "email", 512)),
+            "phone": clean_text(field(form, "phone", 128)),
+        }
+        email, phone = (
+            _contact_value(typed["email"], "email"),
+            _contact_value(typed["phone"], "phone"),
+        )
+        try:
+            answerable = await self._answerable(request, (PrivacyRequestKind.CORRECT,))
+            if isinstance(answerable, str):
+                return await self._refused(view, request, answerable)
+            found, customer = answerable
+            if email is None or phone is None:
+                return await self._invalid(
+                    request, view, view.t(s.PRIVACY_CONTACT_INVALID), contact=typed
+                )
+            await self._audit(request, "privacy.correct", found.id, field="contact")
+            await self.privacy.correct_contact(
+                customer, email=email or None, phone=phone or None, by=view.staff.id, request=found
+            )
+        except (DatabaseUnavailable, Busy):
+            return await self.pages.unavailable(request)
+        raise web.HTTPSeeOther(request_url(found.id, done="corrected"))
+
+    async def correct_ticket(self, request: web.Request) -> web.StreamResponse:
+        """Add the customer's correction to one of their tickets (the original words stay,
+        marked as corrected); that answers the request."""
+        view = await self._view(request)
+        form = await request.post()
+        settings = self.pages.container.settings
+        typed = {
+            "ticket": field(form, "ticket", 64),
+            "text": clean_text(field(form, "text", settings.text_max_chars * 2)),
+        }
+        try:
+            answerable = await self._answerable(request, (PrivacyRequestKind.CORRECT,))
+            if isinstance(answerable, str):
+                return await self._refused(view, request, answerable)
+            found, customer = answerable
+            if not settings.text_min_chars <= len(typed["text"]) <= settings.text_max_chars:
+                text = view.t(
+                    s.PRIVACY_CORRECTION_INVALID,
+                    min=settings.text_min_chars,
+                    max=settings.text_max_chars,
+                )
+                return await self._invalid(request, view, text, correction=typed)
+            correctable = {t.id: t for t in await self.privacy.correctable(customer)}
+            ticket = correctable.get(typed["ticket"])
+            if ticket is None:
+                text = view.t(s.PRIVACY_ERRORS["invalid"])
+                return await self._invalid(request, view, text, correction=typed)
+            await self._audit(request, "privacy.correct", found.id, ticket=ticket.reference or "")
+            await self.privacy.correct_ticket(
+                customer, ticket.id, typed["text"], by=view.staff.id, request=found
+            )
+        except NotTheirs:  # made anonymous meanwhile
+            raise web.HTTPSeeOther(request_url(found.id, error="invalid")) from None
+        except (DatabaseUnavailable, Busy):
+            return await self.pages.unavailable(request)
+        raise web.HTTPSeeOther(request_url(found.id, done="corrected"))
+
+    async def withdraw(self, request: web.Request) -> web.StreamResponse:
+        """Withdraw one of the customer's consents as they asked; it takes effect at once,
+        and answers the request."""
+        view = await self._view(request)
+        form = await request.post()
+        chosen = field(form, "purpose", 32)
+        try:
+            answerable = await self._answerable(request, (PrivacyRequestKind.WITHDRAW,))
+            if isinstance(answerable, str):
+                return await self._refused(view, request, answerable)
+            found, customer = answerable
+            withdrawable = {p.value: p for p in await self.privacy.withdrawable(customer)}
+            purpose = withdrawable.get(chosen)
+            if purpose is None:  # not in force (withdrawn meanwhile), or not withdrawable
+                raise web.HTTPSeeOther(request_url(found.id, error="invalid"))
+            await self._audit(request, "privacy.withdraw", found.id, purpose=purpose.value)
+            # The ledger keeps the hash of what the customer was told; here, by staff,
+            # what staff confirm to them.
+            shown = Text(s.PRIVACY_WITHDRAW_SHOWN, {"purpose": Text(s.CONSENT_PURPOSES[purpose])})
+            await self.privacy.withdraw(
+                customer, purpose, shown=shown, by=view.staff.id, request=found
+            )
+        except (DatabaseUnavailable, Busy):
+            return await self.pages.unavailable(request)
+        raise web.HTTPSeeOther(request_url(found.id, done="withdrawn"))
+
+
+def _contact_value(typed: str, kind: str) -> str | None:
+    """The e-mail address or phone number as stored ("" when left empty), or None when it
+    is not one (the dialogue's own check, bot.domain.flow.parse_contact)."""
+    if not typed:
+        return ""
+    try:
+        parsed = parse_contact(typed)
+    except Invalid:
+        return None
+    return parsed.get(kind)
 
 
 def register_privacy(app: web.Application, container: Container) -> None:

@@ -345,8 +345,8 @@ PRIVACY_CONFIRM = N_("To confirm, type {word}")
 PRIVACY_ERASE_BUTTON = N_("Erase the customer's data")
 PRIVACY_CONFIRM_WRONG = N_("That is not what the page asked you to type. Nothing was erased.")
 PRIVACY_CLOSE_HINT = N_(
-    "Say what was done (for example: contact details corrected, consent withdrawn, data "
-    "read out on the phone). Plain text; the customer's data itself does not belong here."
+    "Or say what was done (for example: the data read out on the phone, or why nothing "
+    "was changed). Plain text; the customer's data itself does not belong here."
 )
 PRIVACY_CLOSE_BUTTON = N_("Mark answered")
 PRIVACY_NOTE_INVALID = N_("Write what was done, in at most {max} characters.")
@@ -360,8 +360,45 @@ PRIVACY_ACTIONS = {
     "privacy.view": N_("viewed the request"),
     "privacy.export": N_("exported the customer's data"),
     "privacy.erase": N_("erased the customer's data"),
+    "privacy.correct": N_("corrected the customer's data"),
+    "privacy.withdraw": N_("withdrew a consent for the customer"),
     "privacy.close": N_("marked the request answered"),
 }
+# Changes made for the customer on the request's page (a correction, a withdrawal).
+PRIVACY_CONTACT_TITLE = N_("Correct the contact details")
+PRIVACY_CONTACT_HINT = N_(
+    "Enter the details as the customer gave them; leave both empty to remove them. "
+    "Saving answers the request."
+)
+PRIVACY_CONTACT_BUTTON = N_("Save the contact details")
+PRIVACY_CONTACT_INVALID = N_(
+    "Enter an e-mail address and a phone number as written (a phone number has 7 to 15 "
+    "digits), or leave a field empty."
+)
+PRIVACY_CORRECTION_TITLE = N_("Add a correction to their feedback")
+PRIVACY_CORRECTION_HINT = N_(
+    "The original words stay, marked as corrected, with the correction below them. "
+    "Adding it answers the request."
+)
+PRIVACY_CORRECTION_TICKET = N_("Feedback")
+PRIVACY_CORRECTION_TEXT = N_("The customer's correction")
+PRIVACY_CORRECTION_BUTTON = N_("Add the correction")
+PRIVACY_CORRECTION_NONE = N_("None of this customer's feedback can still be corrected.")
+PRIVACY_CORRECTION_INVALID = N_("Write the correction in {min} to {max} characters.")
+PRIVACY_WITHDRAW_TITLE = N_("Withdraw a consent")
+PRIVACY_WITHDRAW_HINT = N_(
+    "The withdrawal takes effect at once and answers the request. Tell the customer it is done."
+)
+PRIVACY_WITHDRAW_BUTTON = N_("Withdraw: {purpose}")
+PRIVACY_WITHDRAW_NONE = N_(
+    "No consent that can be withdrawn is in force. Withdrawing the consent to processing "
+    "means deleting the data: log a request to delete it."
+)
+# Recorded in the consent ledger (as its hash) for a withdrawal made by staff: what staff
+# confirm to the customer.
+PRIVACY_WITHDRAW_SHOWN = N_(
+    "At your request, your consent has been withdrawn: {purpose}. It takes effect at once."
+)
 # The audit log's actions and what they were done to, in words; an action or a target
 # this version does not know is shown as recorded.
 AUDIT_ACTIONS = {
@@ -408,6 +445,8 @@ PRIVACY_DONE = {
     "exists": N_("This customer already has an open request of this kind: here it is."),
     "erased": N_("The customer's data has been erased and the request answered."),
     "closed": N_("The request is marked answered."),
+    "corrected": N_("The correction is made and the request answered."),
+    "withdrawn": N_("The consent is withdrawn and the request answered."),
 }
 PRIVACY_ERRORS = {
     "answered": N_("This request has already been answered."),

@@ -47,6 +47,8 @@ from bot.services.tickets import TicketService
 from bot.storage import Repositories
 from bot.storage.tickets import REFERENCE_RE
 
+CORRECTABLE = 10  # the latest tickets a correction may be added to
+
 log = logging.getLogger(__name__)
 
 # An erasure that a process began and did not finish (it died) is taken up again by the
@@ -112,6 +114,7 @@ class PrivacyService:
         tickets: TicketService,
         *,
         request_days: int,
+        licence_required: bool = True,
     ) -> None:
         self.repos = repos
         self.i18n = i18n
@@ -120,6 +123,7 @@ class PrivacyService:
         self.consents = consents
         self.tickets = tickets
         self.request_days = request_days
+        self.licence_required = licence_required
         self.topic_eraser: TopicEraser | None = None  # set by the Telegram channel
 
     # ------------------------------------------------------------ the request log
@@ -328,6 +332,23 @@ class PrivacyService:
         """Log that the customer looked at the summary of their data (it is answered)."""
         await self._answered(customer, PrivacyRequestKind.ACCESS, "customer", None)
 
+    # ------------------------------------------------------------ what may be changed
+
+    async def correctable(self, customer: Customer) -> list[Ticket]:
+        """The customer's latest tickets whose text a correction may still be added to."""
+        tickets = await self.repos.tickets.for_customer(customer.id, limit=CORRECTABLE)
+        return [t for t in tickets if t.anonymized_at is None]
+
+    async def withdrawable(self, customer: Customer) -> list[ConsentPurpose]:
+        """Consents in force that may be withdrawn (processing aside: withdrawing it is an
+        erasure). The licence is irrevocable (C3.2.3) unless this deployment makes it
+        optional (BOT_LICENCE_REQUIRED=false)."""
+        current = await self.repos.consents.current(customer.id)
+        optional = [ConsentPurpose.EXPANDED_USE]
+        if not self.licence_required:
+            optional.append(ConsentPurpose.LICENCE)
+        return [p for p in optional if p in current and current[p].granted]
+
     # ------------------------------------------------------------ correct
 
     async def correct_contact(
@@ -359,7 +380,8 @@ class PrivacyService:
         if ticket is None or ticket.customer_id != customer.id or ticket.anonymized_at:
             raise NotTheirs(ticket_id)
         now = self.clock()
-        event = TimelineEvent(at=now, kind="corrected", actor="customer")
+        # Staff adding it for the customer (a request by phone) are its actor.
+        event = TimelineEvent(at=now, kind="corrected", actor=by)
         await self.repos.tickets.add_correction(ticket.id, Correction(at=now, text=text), event)
         await self._answered(
             customer, PrivacyRequestKind.CORRECT, by, request, {"ticket": ticket.reference}
@@ -381,14 +403,15 @@ class PrivacyService:
     ) -> None:
         """Record the withdrawal in the ledger; it takes effect at once (C3.1.7): the
         customer's tickets stop counting as usable beyond handling them, and their words
-        leave the analytics store."""
+        leave the analytics store. Recorded for the customer by staff (`request`), it is
+        filed under the channel the request came by (a phone call, an e-mail)."""
         await self.consents.record(
             customer,
             purpose,
             granted=False,
             shown=shown,
             locale=customer.locale,
-            channel=customer.channel,
+            channel=customer.channel if request is None else request.channel,
         )
         if purpose is ConsentPurpose.EXPANDED_USE:
             for ticket_id in await self.repos.tickets.withdraw_expanded_use(customer.id):

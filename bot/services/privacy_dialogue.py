@@ -18,7 +18,7 @@ from bot.domain.flow import (
     Say,
     choose,
 )
-from bot.domain.models import ConsentPurpose, Conversation, Customer, Ticket
+from bot.domain.models import ConsentPurpose, Conversation, Customer
 from bot.domain.text import N_, Param, Text, Verbatim
 from bot.domain.tickets import STATUS_LABELS
 from bot.i18n import I18n
@@ -26,7 +26,6 @@ from bot.services.privacy import NotTheirs, PrivacyService
 from bot.storage import Repositories
 
 # Tickets offered for a correction, newest first.
-CORRECTABLE = 10
 
 SUMMARY = N_(
     "What we hold about you:\n\n"
@@ -257,10 +256,6 @@ class PrivacyMenu:
 
     # ------------------------------------------------------------ what they have
 
-    async def _correctable(self, customer: Customer) -> list[Ticket]:
-        tickets = await self.repos.tickets.for_customer(customer.id, limit=CORRECTABLE)
-        return [t for t in tickets if t.anonymized_at is None]
-
     async def _ticket_options(self, customer: Customer) -> tuple[Option, ...]:
         return tuple(
             Option(
@@ -270,26 +265,17 @@ class PrivacyMenu:
                     {"reference": t.reference, "category": Text(CATEGORY_LABELS[t.category])},
                 ),
             )
-            for t in await self._correctable(customer)
+            for t in await self.privacy.correctable(customer)
         )
 
-    async def _withdrawable(self, customer: Customer) -> list[ConsentPurpose]:
-        """Consents in force that may be withdrawn here. The licence is irrevocable (C3.2.3)
-        unless this deployment makes it optional (BOT_LICENCE_REQUIRED=false)."""
-        current = await self.repos.consents.current(customer.id)
-        optional = [ConsentPurpose.EXPANDED_USE]
-        if not self.config.licence_required:
-            optional.append(ConsentPurpose.LICENCE)
-        return [p for p in optional if p in current and current[p].granted]
-
     async def _withdraw_options(self, customer: Customer) -> tuple[Option, ...]:
-        purposes = [*await self._withdrawable(customer), ConsentPurpose.PROCESSING]
+        purposes = [*await self.privacy.withdrawable(customer), ConsentPurpose.PROCESSING]
         return tuple(Option(p.value, Text(pm.PURPOSE_LABELS[p])) for p in purposes)
 
     async def _facts(self, customer: Customer) -> pm.MenuFacts:
         return pm.MenuFacts(
-            can_correct=bool(await self._correctable(customer)),
-            withdrawable=await self._withdrawable(customer),
+            can_correct=bool(await self.privacy.correctable(customer)),
+            withdrawable=await self.privacy.withdrawable(customer),
         )
 
     @staticmethod

@@ -12,6 +12,7 @@ from bot.app import Container
 from bot.console.auth import FORBIDDEN
 from bot.domain.models import (
     Channel,
+    ConsentPurpose,
     Customer,
     PrivacyRequest,
     PrivacyRequestKind,
@@ -73,6 +74,9 @@ async def test_c3_2_6_agents_cannot_see_or_answer_privacy_requests(
         (f"/console/privacy/{request.id}/export", {}),
         (f"/console/privacy/{request.id}/erase", {"confirm": ticket.reference}),
         (f"/console/privacy/{request.id}/close", {"note": "done"}),
+        (f"/console/privacy/{request.id}/contact", {"email": "", "phone": ""}),
+        (f"/console/privacy/{request.id}/correction", {"ticket": ticket.id, "text": "Other."}),
+        (f"/console/privacy/{request.id}/withdraw", {"purpose": "expanded_use"}),
     ]:
         await post_page(console, path, csrf, 403, **data)
     assert await container.repos.customers.get(customer.id) is not None
@@ -397,6 +401,132 @@ async def test_c3_2_6_an_erasure_needs_the_confirmation_then_leaves_no_personal_
     )
 
 
+async def logged(
+    console: Client, csrf: str, ticket: Ticket, kind: PrivacyRequestKind
+) -> tuple[str, str]:
+    """A request of `kind` for the ticket's customer, received by phone: its id and page."""
+    where = await post(
+        console, "/console/privacy/start", csrf, ticket=ticket.id, kind=kind.value, channel="phone"
+    )
+    found = REQUEST_PATH.match(where)
+    assert found is not None, where
+    return found.group(1), await get_page(console, where)
+
+
+async def test_c3_2_6_staff_correct_the_contact_details_a_customer_asked_for_by_phone(
+    console: Client, container: Container
+) -> None:
+    staff, csrf = await sign_in(console, container.repos, role=StaffRole.SUPERVISOR)
+    ticket = await file_ticket(container, "tg-user-251")
+    customer = await customer_of(container, ticket)
+    await container.repos.customers.update_fields(
+        customer.id, email="old@example.com", phone="+8613600002222"
+    )
+    request_id, page = await logged(console, csrf, ticket, PrivacyRequestKind.CORRECT)
+    assert 'value="old@example.com"' in page  # what is held now, to be corrected
+    assert 'id="privacy-close-form"' in page  # a note still answers what no form does
+
+    contact = f"/console/privacy/{request_id}/contact"
+    for email, phone in [("not an address", ""), ("", "12"), ("+8613600003333", "")]:
+        page = await post_page(console, contact, csrf, 400, email=email, phone=phone)
+        assert "leave a field empty" in page
+        assert f'value="{email}"' in page  # what was typed is kept
+    unchanged = await container.repos.customers.get(customer.id)
+    assert unchanged is not None
+    assert unchanged.email == "old@example.com"
+
+    where = await post(console, contact, csrf, email=" new@example.com ", phone="+86 136 0000 3333")
+    assert where == f"/console/privacy/{request_id}?done=corrected"
+    corrected = await container.repos.customers.get(customer.id)
+    assert corrected is not None
+    assert (corrected.email, corrected.phone) == ("new@example.com", "+8613600003333")
+    request = await stored(container, request_id)
+    assert request.state is PrivacyRequestState.DONE
+    assert request.detail["field"] == "contact"
+    page = await get_page(console, where)
+    assert "The correction is made and the request answered." in page
+    assert "corrected: contact details" in page
+    assert "corrected the customer&#39;s data" in page  # the trail
+    assert 'id="privacy-contact-form"' not in page  # answered: nothing more to change here
+    actions = [e.action for e in await container.repos.audit.recent(target_id=request_id)]
+    assert "privacy.correct" in actions
+    # The same again: refused, the request being answered.
+    assert await post(console, contact, csrf, email="", phone="") == (
+        f"/console/privacy/{request_id}?error=answered"
+    )
+    assert await container.repos.customers.get(customer.id) == corrected
+    assert staff.id == request.by
+
+
+async def test_c3_2_6_staff_add_a_customers_correction_to_their_feedback(
+    console: Client, container: Container
+) -> None:
+    _, csrf = await sign_in(console, container.repos, role=StaffRole.SUPERVISOR)
+    ticket = await file_ticket(container, "tg-user-252", "The parcel came on Tuesday.")
+    other = await file_ticket(container, "tg-user-253")
+    request_id, page = await logged(console, csrf, ticket, PrivacyRequestKind.CORRECT)
+    assert f'<option value="{ticket.id}">{ticket.reference}</option>' in page
+    assert other.reference not in page
+
+    correction = f"/console/privacy/{request_id}/correction"
+    page = await post_page(console, correction, csrf, 400, ticket=ticket.id, text="x")
+    assert "Write the correction in" in page
+    page = await post_page(console, correction, csrf, 400, ticket=other.id, text="It was Monday.")
+    assert "was not understood" in page  # another customer's ticket
+    assert (await container.tickets.get(other.id)).corrections == []
+
+    where = await post(
+        console, correction, csrf, ticket=ticket.id, text="It was Monday, not Tuesday."
+    )
+    assert where == f"/console/privacy/{request_id}?done=corrected"
+    updated = await container.tickets.get(ticket.id)
+    assert [c.text for c in updated.corrections] == ["It was Monday, not Tuesday."]
+    assert updated.text == ticket.text  # the original words stay
+    request = await stored(container, request_id)
+    assert request.state is PrivacyRequestState.DONE
+    assert request.detail["ticket"] == ticket.reference
+
+
+async def test_c3_2_6_staff_withdraw_a_consent_for_the_customer_and_it_takes_effect_at_once(
+    console: Client, container: Container
+) -> None:
+    _, csrf = await sign_in(console, container.repos, role=StaffRole.SUPERVISOR, username="sup2")
+    ticket = await file_ticket(container, "tg-user-254")
+    assert ticket.expanded_use
+    customer = await customer_of(container, ticket)
+    request_id, page = await logged(console, csrf, ticket, PrivacyRequestKind.WITHDRAW)
+    assert 'data-purpose="expanded_use"' in page
+    assert 'data-purpose="licence"' not in page  # irrevocable here (BOT_LICENCE_REQUIRED)
+    assert 'data-purpose="processing"' not in page  # that is an erasure
+
+    withdraw = f"/console/privacy/{request_id}/withdraw"
+    for purpose in ("processing", "licence", "$where"):
+        assert await post(console, withdraw, csrf, purpose=purpose) == (
+            f"/console/privacy/{request_id}?error=invalid"
+        )
+    assert (await container.repos.consents.current(customer.id))[
+        ConsentPurpose.EXPANDED_USE
+    ].granted
+
+    where = await post(console, withdraw, csrf, purpose="expanded_use")
+    assert where == f"/console/privacy/{request_id}?done=withdrawn"
+    record = (await container.repos.consents.current(customer.id))[ConsentPurpose.EXPANDED_USE]
+    assert not record.granted
+    assert record.channel is Channel.PHONE  # as the customer asked: the ledger says how
+    assert not (await container.tickets.get(ticket.id)).expanded_use  # at once (C3.1.7)
+    request = await stored(container, request_id)
+    assert request.state is PrivacyRequestState.DONE
+    assert request.detail["purpose"] == "expanded_use"
+    page = await get_page(console, where)
+    assert "The consent is withdrawn and the request answered." in page
+    assert "withdrew a consent for the customer" in page
+
+    # Nothing left to withdraw: a new request says so and points to an erasure.
+    request_id, page = await logged(console, csrf, ticket, PrivacyRequestKind.WITHDRAW)
+    assert 'data-testid="privacy-withdraw-none"' in page
+    assert 'data-testid="privacy-withdraw"' not in page
+
+
 async def test_c3_2_6_a_post_without_the_csrf_token_changes_nothing(
     console: Client, container: Container
 ) -> None:
@@ -409,6 +539,12 @@ async def test_c3_2_6_a_post_without_the_csrf_token_changes_nothing(
     export = await container.privacy.log_request(
         customer, PrivacyRequestKind.EXPORT, channel=Channel.PHONE, by="x"
     )
+    correct = await container.privacy.log_request(
+        customer, PrivacyRequestKind.CORRECT, channel=Channel.PHONE, by="x"
+    )
+    withdraw = await container.privacy.log_request(
+        customer, PrivacyRequestKind.WITHDRAW, channel=Channel.PHONE, by="x"
+    )
     refused = container.i18n.render(container.i18n.negotiate(None), Text(FORBIDDEN))
     for path, data in [
         ("/console/privacy", {"term": ticket.reference, "kind": "access", "channel": "phone"}),
@@ -416,6 +552,9 @@ async def test_c3_2_6_a_post_without_the_csrf_token_changes_nothing(
         (f"/console/privacy/{export.id}/export", {}),
         (f"/console/privacy/{erase.id}/erase", {"confirm": ticket.reference}),
         (f"/console/privacy/{erase.id}/close", {"note": "done"}),
+        (f"/console/privacy/{correct.id}/contact", {"email": "a@example.com", "phone": ""}),
+        (f"/console/privacy/{correct.id}/correction", {"ticket": ticket.id, "text": "Other."}),
+        (f"/console/privacy/{withdraw.id}/withdraw", {"purpose": "expanded_use"}),
     ]:
         for sent in (data, {**data, "csrf": "forged"}):
             response = await console.post(path, data=sent, allow_redirects=False)
@@ -423,7 +562,8 @@ async def test_c3_2_6_a_post_without_the_csrf_token_changes_nothing(
             assert await response.text() == refused  # the guard's message, nothing else ran
     assert await container.repos.customers.get(customer.id) is not None
     opened = await container.repos.privacy_requests.open_requests()
-    assert {r.id for r in opened} == {erase.id, export.id}
+    assert {r.id for r in opened} == {erase.id, export.id, correct.id, withdraw.id}
+    assert (await container.tickets.get(ticket.id)).expanded_use
 
 
 async def test_c3_2_6_hostile_input_is_stored_and_shown_as_inert_text(
