@@ -26,7 +26,8 @@ print(url.hostname or "", url.port or 6379, urllib.parse.unquote(url.password or
         [ "$password" != "-" ] && args+=(--requirepass "$password")
         redis-server "${args[@]}" &
         redis_pid=$!
-        trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
+        # Stopped, and waited for, when the service stops: gone once `make run` returns.
+        trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null || true' EXIT
         for _ in $(seq 100); do answers "$host" "$port" && break; sleep 0.1; done
       fi
       ;;
