@@ -36,7 +36,7 @@ test: setup
 
 # Extract every translatable string and merge it into the zh_CN and en catalogs.
 catalogs: setup
-	.venv/bin/pybabel extract -F babel.cfg -k N_ -k _ -k ngettext:1,2 --no-location --sort-output \
+	.venv/bin/pybabel extract -F babel.cfg -k N_ -k NP_:1,2 -k _ -k ngettext:1,2 --no-location --sort-output \
 	  --project=feedback-bot -o locales/messages.pot bot
 	.venv/bin/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching --ignore-obsolete
 	.venv/bin/pybabel compile -d locales -D messages

@@ -17,7 +17,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
 from babel.support import Translations
 
-from bot.domain.text import Text, Verbatim
+from bot.domain.text import Plural, Text, Verbatim
 
 SUPPORTED = ("zh_CN", "en")
 DOMAIN = "messages"
@@ -75,6 +75,9 @@ class I18n:
     def gettext(self, locale: str, msgid: str) -> str:
         return self._catalogs[self.normalize(locale)].ugettext(msgid)
 
+    def ngettext(self, locale: str, singular: str, plural: str, n: int) -> str:
+        return self._catalogs[self.normalize(locale)].ungettext(singular, plural, n)
+
     def render(self, locale: str, text: Text | Verbatim | str | int) -> str:
         """Translate a Text and its parameters; Verbatim and plain values pass unchanged."""
         if isinstance(text, Verbatim):
@@ -84,7 +87,13 @@ class I18n:
         params: dict[str, str] = {
             key: self.render(locale, value) for key, value in text.params.items()
         }
-        template = self.gettext(locale, text.msgid)
+        if isinstance(text.msgid, Plural):
+            count = text.params.get("count")
+            if not isinstance(count, int):
+                raise TypeError(f"{text.msgid.plural!r} needs an integer count")
+            template = self.ngettext(locale, text.msgid.singular, text.msgid.plural, count)
+        else:
+            template = self.gettext(locale, text.msgid)
         return template.format_map(params) if params else template
 
     def format_date(self, locale: str, value: date) -> str:

@@ -10,39 +10,61 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from bot.config import ROOT
-from bot.domain.text import Text, Verbatim
+from bot.domain.text import NP_, Text, Verbatim
 from bot.i18n import SUPPORTED, I18n
 
 LOCALES = ROOT / "locales"
 
 
-def catalog(locale: str) -> dict[str, str]:
+# A msgid is a string, or a (singular, plural) pair (NP_); a msgstr a string, or one form
+# per plural form of the locale (English two, Chinese one).
+MsgId = str | tuple[str, ...]
+
+
+def catalog(locale: str) -> dict[MsgId, MsgId]:
     with (LOCALES / locale / "LC_MESSAGES" / "messages.po").open("rb") as f:
-        return {m.id: m.string for m in read_po(f) if m.id}  # type: ignore[misc]
+        return {_key(m.id): _key(m.string) for m in read_po(f) if m.id}
+
+
+def _key(value: object) -> MsgId:
+    return tuple(value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def forms(value: MsgId) -> tuple[str, ...]:
+    return value if isinstance(value, tuple) else (value,)
 
 
 def placeholders(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
-def source_msgids() -> set[str]:
+def source_msgids() -> set[MsgId]:
     found = extract_from_dir(
         str(ROOT / "bot"),
         method_map=[("**.py", "python")],
-        keywords={"N_": None, "_": None},
+        keywords={"N_": None, "NP_": (1, 2), "_": None},
     )
-    return {str(msgid) for _, _, msgid, _, _ in found}
+    return {_key(msgid) for _, _, msgid, _, _ in found}
 
 
 @pytest.mark.parametrize("locale", SUPPORTED)
 def test_every_msgid_is_translated_with_the_same_placeholders(locale: str) -> None:
     entries = catalog(locale)
-    missing = [msgid for msgid, msgstr in entries.items() if not msgstr]
+    missing = [msgid for msgid, msgstr in entries.items() if not all(forms(msgstr))]
     assert missing == []
     mismatched = [
-        msgid for msgid, msgstr in entries.items() if placeholders(msgid) != placeholders(msgstr)
+        msgid
+        for msgid, msgstr in entries.items()
+        for form in forms(msgstr)
+        if placeholders(form) != set().union(*map(placeholders, forms(msgid)))
     ]
     assert mismatched == []
+    plural_forms = 1 if locale == "zh_CN" else 2
+    assert [
+        msgid
+        for msgid, msgstr in entries.items()
+        if isinstance(msgid, tuple) and len(forms(msgstr)) != plural_forms
+    ] == []
 
 
 @pytest.mark.parametrize("locale", SUPPORTED)
@@ -53,7 +75,7 @@ def test_every_string_in_the_code_is_in_the_catalog(locale: str) -> None:
 
 def test_the_template_is_up_to_date() -> None:
     with (LOCALES / "messages.pot").open("rb") as f:
-        template = {m.id for m in read_po(f) if m.id}
+        template = {_key(m.id) for m in read_po(f) if m.id}
     assert template == source_msgids(), "run `make catalogs`"
 
 
@@ -66,7 +88,8 @@ def test_chinese_is_really_chinese() -> None:
     untranslated = [
         msgid
         for msgid, msgstr in zh.items()
-        if msgid == msgstr and any(c.isalpha() for c in words(msgid))
+        for form in forms(msgstr)
+        if form in forms(msgid) and any(c.isalpha() for c in words(form))
     ]
     assert untranslated == []
 
@@ -90,6 +113,16 @@ def test_negotiation_and_rendering() -> None:
         ),
     )
     assert rendered.endswith("{reference} <script>")
+    # Plural forms by the locale's own rule: English one/other, Chinese one form.
+    tickets = NP_("{count} ticket", "{count} tickets")
+    assert [i18n.render("en", Text(tickets, {"count": n})) for n in (0, 1, 2)] == [
+        "0 tickets",
+        "1 ticket",
+        "2 tickets",
+    ]
+    assert i18n.render("zh_CN", Text(tickets, {"count": 1})) == "共 1 个工单"
+    with pytest.raises(TypeError, match="integer count"):
+        i18n.render("en", Text(tickets, {"count": "1"}))
 
 
 def test_catalog_files_exist_for_every_supported_locale() -> None:

@@ -40,7 +40,7 @@ from bot.domain.models import (
     TimelineEvent,
     new_id,
 )
-from bot.domain.text import Param, Text
+from bot.domain.text import Param, Plural, Text
 from bot.domain.tickets import (
     OPEN,
     STAFF_TARGETS,
@@ -103,7 +103,7 @@ class View:
     csrf: str
     pages: ConsolePages
 
-    def t(self, msgid: str, **params: Param) -> str:
+    def t(self, msgid: str | Plural, **params: Param) -> str:
         return self.pages.i18n.render(self.locale, Text(msgid, params))
 
     def record(self, detail: Mapping[str, str], *, besides: Collection[str] = ()) -> str:

@@ -14,7 +14,7 @@ from bot.domain.models import (
     StaffRole,
 )
 from bot.domain.models import TicketStatus as S
-from bot.domain.text import N_
+from bot.domain.text import N_, NP_
 from bot.domain.tickets import SlaKind
 
 # ---------------------------------------------------------------- every page
@@ -97,7 +97,7 @@ SEARCH_HINT = N_("Reference, words of the feedback, e-mail or phone")
 REFERENCE = N_("Reference")
 RATING = N_("Rating")
 DUE = N_("First response due")
-COUNT = N_("{count} tickets")
+COUNT = NP_("{count} ticket", "{count} tickets")
 EMPTY_QUEUE = N_("No tickets match these filters.")
 COMPLEX_BADGE = N_("complex")
 
@@ -269,7 +269,9 @@ AUDIT_DETAIL = N_("Details")
 AUDIT_ACTOR_FILTER = N_("User name")
 AUDIT_TARGET_FILTER = N_("Target id (ticket or customer)")
 AUDIT_EMPTY = N_("No entries match.")
-AUDIT_SHOWN = N_("The latest {count} matching entries.")
+AUDIT_SHOWN = NP_(
+    "{count} matching entry, the latest first.", "{count} matching entries, the latest first."
+)
 
 # ---------------------------------------------------------------- privacy requests (C3.2.6)
 

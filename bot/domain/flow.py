@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.domain.models import Attachment, Category, ConsentPurpose, Conversation, new_id
-from bot.domain.text import N_, Param, Text, Verbatim
+from bot.domain.text import N_, NP_, Param, Text, Verbatim
 
 # ---------------------------------------------------------------- inputs and outputs
 
@@ -349,7 +349,11 @@ def _summary_params(answers: Mapping[str, Any], config: FlowConfig) -> Mapping[s
         "rating": answers["rating"],
         "text": Verbatim(answers["text"]),
         "attachments": Text(
-            N_("{count} file(s), {own} marked as your own work"), {"count": len(files), "own": own}
+            NP_(
+                "{count} file, {own} marked as your own work",
+                "{count} files, {own} marked as your own work",
+            ),
+            {"count": len(files), "own": own},
         ),
         "own_text": Text(N_("yes") if answers.get("text_own_work") else N_("no")),
         "contact": Verbatim(contact.get("email") or contact["phone"])

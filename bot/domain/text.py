@@ -1,8 +1,9 @@
 """Translatable text as data: the domain says *what* to show, i18n says it in a language.
 
 `N_` marks a literal for extraction into the Babel catalogs without translating
-it here; `Text` carries a msgid and its parameters (which may be Text again)
-until a channel renders it in the customer's locale.
+it here (`NP_` a singular and a plural form, chosen by a `count`); `Text` carries a
+msgid and its parameters (which may be Text again) until a channel renders it in the
+customer's locale.
 """
 
 from __future__ import annotations
@@ -16,12 +17,25 @@ def N_(msgid: str) -> str:  # noqa: N802 - the gettext convention the extractor 
     return msgid
 
 
+@dataclass(frozen=True)
+class Plural:
+    """A message in a singular and a plural form. The form shown is chosen by its Text's
+    `count` parameter, by the locale's own rule (English has two forms, Chinese one)."""
+
+    singular: str
+    plural: str
+
+
+def NP_(singular: str, plural: str) -> Plural:  # noqa: N802 - extracted as NP_:1,2
+    return Plural(singular, plural)
+
+
 Param = Union[str, int, "Text", "Verbatim"]
 
 
 @dataclass(frozen=True)
 class Text:
-    msgid: str
+    msgid: str | Plural
     params: Mapping[str, Param] = field(default_factory=dict)
 
 

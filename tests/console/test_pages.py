@@ -135,6 +135,11 @@ async def test_search_by_reference_text_and_contact(console: Client, container: 
         return sorted(rows(page))
 
     assert await found(late.reference) == [late.reference]
+    one = await get_page(console, f"/console/queue?status=all&q={late.reference}")
+    assert 'data-testid="count">1 ticket</p>' in one  # its plural form, by the count
+    assert 'data-testid="count">2 tickets</p>' in await get_page(
+        console, "/console/queue?status=all"
+    )
     assert await found(late.reference.lower()) == [late.reference]
     assert await found("TWO+DAYS") == [late.reference]
     assert await found("%28x%2By%29") == [price.reference]  # regex characters are literal
