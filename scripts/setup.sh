@@ -86,17 +86,19 @@ if [ ! -f "$bundle" ] || [ ! -f "$WIDGET/dist/console.js" ] ||
 fi
 
 # 6. Chromium for the browser tests: Debian's package, driven by Playwright with
-#    executable_path (never `playwright install`, which downloads its own browser).
-if [ "${BOT_SKIP_CHROMIUM:-}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
+#    executable_path (never `playwright install`, which downloads its own browser). With
+#    a Chinese font (1.6 MB), or the zh_CN screenshots show empty boxes for every character.
+CJK_FONT=/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+if [ "${BOT_SKIP_CHROMIUM:-}" != "1" ] && { [ ! -x /usr/bin/chromium ] || [ ! -f "$CJK_FONT" ]; }; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing chromium for the browser tests (apt-get)"
+    log "installing chromium and a Chinese font for the browser tests (apt-get)"
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; then
+      apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei >/dev/null; }; then
       log "warning: could not install chromium; the browser tests will fail (BOT_SKIP_CHROMIUM=1 skips this step)"
     fi
   else
     log "the browser tests need /usr/bin/chromium: install the Debian package 'chromium'"
-    log "(sudo apt-get install --no-install-recommends chromium), or set BOT_SKIP_CHROMIUM=1"
+    log "(sudo apt-get install --no-install-recommends chromium fonts-wqy-microhei), or set BOT_SKIP_CHROMIUM=1"
   fi
 fi
 
