@@ -379,6 +379,22 @@ async def test_inputs_past_the_bound_in_flight_are_answered_busy_and_kept_when_r
         await tab.disconnect()
 
 
+async def test_busy_answers_do_not_use_up_the_customers_rate_limit(settings: Settings) -> None:
+    configured = widget_settings(
+        settings, inputs_in_flight=1, widget_rate_per_connection="3 per 30 seconds"
+    )
+    async with serving(configured) as service:
+        tab = WidgetVisitor(service.url)
+        await tab.connect()
+        with service.container.widget.admission.slot("widget"):  # at capacity
+            for _ in range(5):  # the widget's retries while the service is busy
+                busy = await tab.send("command", "help")
+                assert busy["error"]["code"] == "unavailable"
+        answers = [await tab.send("command", "help") for _ in range(4)]
+        assert [a["ok"] for a in answers] == [True, True, True, False]  # all 3 still there
+        await tab.disconnect()
+
+
 async def test_connections_per_ip_are_limited(settings: Settings) -> None:
     configured = widget_settings(settings, widget_connects_per_ip="2 per minute")
     async with serving(configured) as service:
