@@ -119,15 +119,20 @@ class OncePerUpdate(BaseMiddleware):
             log.info("duplicate update dropped", extra={"update_id": event.update_id})
             return None
         data["event_key"] = key
-        keeper = asyncio.create_task(self._keep(claim_again, event))
+        # Stopped, and waited for, before the claim is given up or marked done: a renewal
+        # still on its way could otherwise land after either and bring the claim back.
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(self._keep(claim_again, event, stop))
         try:
             result = await self._retrying(handler, event, event, data)
         except BaseException:
+            stop.set()
+            await keeper
             with contextlib.suppress(DatabaseUnavailable):  # else the claim runs out
                 await self.inbound.give_up(key, owner)
             raise
-        finally:
-            keeper.cancel()
+        stop.set()
+        await keeper
         try:
             await self._retrying(self.inbound.done, event, key)
         except TRANSIENT:
@@ -137,12 +142,18 @@ class OncePerUpdate(BaseMiddleware):
             log.warning("handled update not marked handled", extra={"update_id": event.update_id})
         return result
 
-    async def _keep(self, claim_again: Callable[[], Awaitable[Claim]], event: Update) -> None:
+    async def _keep(
+        self, claim_again: Callable[[], Awaitable[Claim]], event: Update, stop: asyncio.Event
+    ) -> None:
         """Keep the update's claim while it is being handled, however long that takes (a
         slow Bot API, the database's retries): claimed again every third of its time, so
-        it does not run out and another process handle the update a second time."""
+        it does not run out and another process handle the update a second time. Returns
+        once `stop` is set, never in the middle of a renewal."""
         while True:
-            await asyncio.sleep(self.claim_ttl.total_seconds() / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.claim_ttl.total_seconds() / 3)
+            if stop.is_set():
+                return
             try:
                 claim = await claim_again()
             except Exception as exc:  # the next round may reach it, well before it runs out
