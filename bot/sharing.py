@@ -64,6 +64,8 @@ class SharedStorage(RedisStorage):
         is left alone for RETRY_SECONDS, so that hits do not each wait for its timeout.
         """
         if not self._resting():
+            if self.down_until:  # the first hit after a rest tries Redis; the others wait
+                self.down_until = time.monotonic() + self.RETRY_SECONDS
             try:
                 allowed = await super().acquire_sliding_window_entry(key, limit, expiry, amount)
             except RedisError as exc:
@@ -74,9 +76,9 @@ class SharedStorage(RedisStorage):
         return await self.local.acquire_sliding_window_entry(key, limit, expiry, amount)
 
     async def clear_sliding_window(self, key: str, expiry: int) -> None:
+        """Clear both counts (a sign-in that succeeded). Redis is tried even while it is
+        left alone: a count left there would count against the user once it is back."""
         await self.local.clear_sliding_window(key, expiry)
-        if self._resting():
-            return  # Redis's count runs out by itself
         try:
             await super().clear_sliding_window(key, expiry)
         except RedisError as exc:

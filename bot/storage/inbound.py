@@ -9,8 +9,9 @@ from bot.domain.models import Model, new_id, utcnow
 from bot.storage.database import Doc, Repository
 from bot.storage.locks import Claim, claim_once
 
-# A claim is ended by its holder only this long before it could be taken over.
-MARGIN = timedelta(seconds=5)
+# A claim is ended by its holder only this long before it could be taken over (at most a
+# third of its length).
+MARGIN = timedelta(seconds=15)
 
 
 class InboundEvent(Model):
@@ -60,13 +61,16 @@ class InboundEventRepository(Repository[InboundEvent]):
         self, key: str, owner: str, *, now: datetime | None = None, margin: timedelta = MARGIN
     ) -> bool:
         """Handling failed: a redelivery may try again at once. Only the claim's `owner`
-        ends it, and only while it is surely still theirs (more than `margin` before its
-        `until`, after which another may take it over); otherwise it is left to run out.
-        Whether it was ended."""
-        now = now or utcnow()
+        ends it, and only while it is surely still theirs: more than `margin` (at most a
+        third of the claim's length) before its `until`, after which another may take it
+        over. The margin covers the delete's wait for its turn at the WriteGate (5 s at
+        most) and its round trip. Otherwise the claim is left to run out. Whether it was
+        ended."""
         doc: Doc | None = await self.collection.find_one({"_id": key})
         if doc is None or doc.get("owner") != owner or doc.get("until") is None:
             return False
+        now = now or utcnow()  # after the read: the time left is what the delete has
+        margin = min(margin, (doc["until"] - doc["at"]) / 3)
         if doc["until"] <= now + margin:
             return False
         # By `_id` alone: a filter on the owner too is a scan of the collection on FerretDB.

@@ -67,6 +67,7 @@ async def claim_once(
     at once, with no update needing to be atomic. A holder that outlives its `until` may
     find it taken over, as with a lock.
     """
+    started = asyncio.get_running_loop().time()
     for _ in range(tries):
         try:
             await collection.insert_one(mine)
@@ -79,16 +80,19 @@ async def claim_once(
             continue  # given up (deleted) between the two commands: try the insert again
         if held.get("until") is None:
             return Claim.DONE
-        if held["until"] > now:
-            if held.get("owner") != mine["owner"]:
-                return Claim.BUSY
-            # Our own: an insert whose answer was lost (a retried write), or the holder
-            # claiming again to keep it. Nobody takes over a claim within its `until`, so
-            # moving that on is safe.
+        if held["until"] > now and held.get("owner") != mine["owner"]:
+            return Claim.BUSY
+        # `now` as it is after these round trips, which may have waited (the WriteGate).
+        late = now + timedelta(seconds=asyncio.get_running_loop().time() - started)
+        if held["until"] - late > (mine["until"] - now) / 4:
+            # Our own, with time left: an insert whose answer was lost (a retried write),
+            # or the holder claiming again to keep it. Nobody takes over a claim within
+            # its `until`, so moving that on is safe.
             if held["until"] < mine["until"]:
                 await collection.replace_one({"_id": mine["_id"]}, mine)
             return Claim.MINE
-        # Run out, even if it is our own: another caller may be taking it over right now.
+        # Run out, or our own near its end: another caller may be taking it over right
+        # now, so it is taken (over) through the marker, where exactly one wins.
         dead = held.get("owner")
         marker = {**mine, "_id": f"{mine['_id']}~{dead}"}
         if await claim_once(collection, marker, now) is not Claim.MINE:

@@ -380,6 +380,11 @@ async def test_only_the_holder_gives_a_claim_up_and_only_while_it_is_surely_thei
     await repos.inbound.done(key)
     assert not await repos.inbound.give_up(key, "t", now=later)  # handled stays handled
     assert await repos.inbound.claim(key, ttl, now=later) is Claim.DONE
+    # A short claim (3 s) keeps a third of its length as the margin, not 15 s.
+    short = timedelta(seconds=3)
+    assert await repos.inbound.claim("telegram:1:12", short, now=NOW, owner="h") is Claim.MINE
+    assert not await repos.inbound.give_up("telegram:1:12", "h", now=NOW + timedelta(seconds=2.5))
+    assert await repos.inbound.give_up("telegram:1:12", "h", now=NOW + timedelta(seconds=1))
 
 
 async def test_a_holder_keeps_its_claim_by_claiming_again(repos: Repositories) -> None:
@@ -391,6 +396,12 @@ async def test_a_holder_keeps_its_claim_by_claiming_again(repos: Repositories) -
     # Past the first `until`, within the second: not taken over.
     after_first = NOW + ttl + timedelta(seconds=1)
     assert await repos.inbound.claim(key, ttl, now=after_first) is Claim.BUSY
+    # Kept again near its end (10 s left): through the takeover's marker, where a taker
+    # that thinks it ran out would meet it, not by writing over it.
+    near_end = kept + ttl - timedelta(seconds=10)
+    assert await repos.inbound.claim(key, ttl, now=near_end, owner="h") is Claim.MINE
+    assert await repos.inbound.collection.find_one({"_id": f"{key}~h"}) is not None
+    kept = near_end
     # A claim of its own that ran out is taken over like any other: one winner, even
     # when the old holder claims again at the same moment.
     gone = kept + ttl + timedelta(seconds=1)
