@@ -25,6 +25,14 @@ class Admission:
         self.metrics = metrics
         self.in_flight = 0
 
+    def full(self, channel: str) -> bool:
+        """Whether an input now would be refused (and counted as refused if so): a check
+        before the work that comes ahead of `slot`, such as the rate limits."""
+        if self.in_flight >= self.limit:
+            self.metrics.inputs_refused.labels(channel).inc()
+            return True
+        return False
+
     @contextmanager
     def slot(self, channel: str) -> Iterator[bool]:
         """`with admission.slot("widget") as admitted:`; False: answer "busy" now."""

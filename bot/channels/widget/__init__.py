@@ -515,20 +515,24 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         data = _one(args)
         channel = self.channel
         visitor = await channel.visitor(sid)
+        # Past capacity: the widget sends it again in a moment. Checked before the rate
+        # limits, so that the service's own overload does not use up a customer's
+        # allowance; the slot is taken after them (holding slots while the limits are
+        # counted cut the saturation rate from 350 to 288 inputs/s, docs/performance.md).
+        if channel.admission.full("widget"):
+            return self._busy(visitor, "input")
+        if not await channel.allowed(visitor, sid):
+            return self._fail(visitor, "input", "rate_limited")
+        try:
+            payload = WidgetInput.model_validate(data)
+        except ValidationError:
+            return self._fail(visitor, "input", "invalid")
+        limit = channel.settings.text_max_chars
+        if payload.kind == "text" and len(payload.value) > limit:
+            return self._fail(visitor, "input", "too_large", limit=limit)
         with channel.admission.slot("widget") as admitted:
-            # Past capacity: the widget sends it again in a moment. Before the rate limits,
-            # so that the service's own overload does not use up a customer's allowance.
-            if not admitted:
+            if not admitted:  # filled up meanwhile: rare, and then counted
                 return self._busy(visitor, "input")
-            if not await channel.allowed(visitor, sid):
-                return self._fail(visitor, "input", "rate_limited")
-            try:
-                payload = WidgetInput.model_validate(data)
-            except ValidationError:
-                return self._fail(visitor, "input", "invalid")
-            limit = channel.settings.text_max_chars
-            if payload.kind == "text" and len(payload.value) > limit:
-                return self._fail(visitor, "input", "too_large", limit=limit)
             return await self._input(sid, visitor, payload)
 
     async def _input(self, sid: str, visitor: Visitor, payload: WidgetInput) -> dict[str, Any]:
