@@ -9,7 +9,7 @@ from pathlib import Path
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from bot.config import Settings
-from bot.domain.models import Channel, StaffRole, utcnow
+from bot.domain.models import Channel, ConsentPurpose, PrivacyRequestKind, StaffRole, utcnow
 from tests.channels.service import Service, serving
 from tests.channels.telegram import TelegramCustomer, running, telegram_settings
 from tests.channels.widget import WidgetVisitor
@@ -128,4 +128,48 @@ async def test_c3_1_5_adopted_reaches_a_telegram_customer(
         (told,) = [t for t in fake.sent_texts(customer.user_id) if "5.2" in t]
         assert ticket.reference in told
         assert "adopted" in told
+        await context.close()
+
+
+async def test_c3_2_6_a_supervisor_corrects_and_withdraws_for_a_customer_who_phoned(
+    browser: Browser, settings: Settings, artifacts: Path
+) -> None:
+    async with serving(settings) as service:
+        container = service.container
+        await add_staff(container.repos, username="sue", locale="en", role=StaffRole.SUPERVISOR)
+        visitor = WidgetVisitor(service.url)
+        await visitor.connect()
+        await visitor.give_feedback("The delivery slot was missed.")
+        await visitor.disconnect()
+        customer = await container.repos.customers.find(
+            Channel.WIDGET, f"visitor:{visitor.visitor}"
+        )
+        assert customer is not None
+        correct, withdraw = [
+            await container.privacy.log_request(customer, kind, channel=Channel.PHONE, by="someone")
+            for kind in (PrivacyRequestKind.CORRECT, PrivacyRequestKind.WITHDRAW)
+        ]
+
+        context, console = await signed_in(browser, service, "sue")
+        await console.goto(f"{service.url}/console/privacy/{correct.id}")
+        # An address the dialogue accepts, which a type=email field would have refused.
+        await console.fill("#privacy-email", "王芳@example.com")
+        await console.fill("#privacy-phone", "+86 136 0000 4444")
+        await console.click("#privacy-contact")
+        await expect(console.get_by_test_id("flash")).to_contain_text("The correction is made")
+        await expect(console.get_by_test_id("privacy-state")).to_have_attribute(
+            "data-state", "done"
+        )
+        stored = await container.repos.customers.get(customer.id)
+        assert stored is not None
+        assert (stored.email, stored.phone) == ("王芳@example.com", "+8613600004444")
+
+        await console.goto(f"{service.url}/console/privacy/{withdraw.id}")
+        await console.locator(
+            '[data-testid="privacy-withdraw"][data-purpose="expanded_use"]'
+        ).click()
+        await expect(console.get_by_test_id("flash")).to_contain_text("The consent is withdrawn")
+        await console.screenshot(path=str(artifacts / "console-privacy-withdrawn-en.png"))
+        consents = await container.repos.consents.current(customer.id)
+        assert not consents[ConsentPurpose.EXPANDED_USE].granted
         await context.close()
