@@ -88,9 +88,9 @@ class I18n:
             key: self.render(locale, value) for key, value in text.params.items()
         }
         if isinstance(text.msgid, Plural):
-            count = text.params.get("count")
+            count = text.params.get(text.msgid.by)
             if not isinstance(count, int):
-                raise TypeError(f"{text.msgid.plural!r} needs an integer count")
+                raise TypeError(f"{text.msgid.plural!r} needs an integer {text.msgid.by}")
             template = self.ngettext(locale, text.msgid.singular, text.msgid.plural, count)
         else:
             template = self.gettext(locale, text.msgid)

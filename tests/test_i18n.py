@@ -10,8 +10,9 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from bot.config import ROOT
-from bot.domain.text import NP_, Text, Verbatim
+from bot.domain.text import NP_, Param, Text, Verbatim
 from bot.i18n import SUPPORTED, I18n
+from bot.services.tickets import ACK
 
 LOCALES = ROOT / "locales"
 
@@ -123,6 +124,11 @@ def test_negotiation_and_rendering() -> None:
     assert i18n.render("zh_CN", Text(tickets, {"count": 1})) == "共 1 个工单"
     with pytest.raises(TypeError, match="integer count"):
         i18n.render("en", Text(tickets, {"count": "1"}))
+    # Chosen by another parameter: the acknowledgement's working days.
+    ack: dict[str, Param] = {"reference": "FB-2026-000001", "due": "March 3, 2026", "days": 1}
+    assert i18n.render("en", Text(ACK, ack)).endswith("by March 3, 2026 (1 working day).")
+    assert i18n.render("en", Text(ACK, {**ack, "days": 3})).endswith("(3 working days).")
+    assert "（1 个工作日内）" in i18n.render("zh_CN", Text(ACK, ack))
 
 
 def test_catalog_files_exist_for_every_supported_locale() -> None:

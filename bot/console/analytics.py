@@ -34,7 +34,7 @@ from bot.console.auth import require
 from bot.console.pages import BASE, ConsolePages, View
 from bot.domain.flow import CATEGORY_LABELS
 from bot.domain.models import StaffRole
-from bot.domain.text import N_
+from bot.domain.text import N_, NP_
 from bot.services.analytics import Report, Series
 from bot.storage import DatabaseUnavailable
 
@@ -73,7 +73,7 @@ OUT_OF_RANGE = N_("Choose dates from {first} to {last}.")
 NO_DATA = N_("no data yet")
 FILED = N_("Tickets filed")
 AVERAGE = N_("Average rating")
-AVERAGE_DETAIL = N_("{average} of 5, from {count} ratings")
+AVERAGE_DETAIL = NP_("{average} of 5, from {count} rating", "{average} of 5, from {count} ratings")
 ON_TIME = N_("First response within {days} working days")
 ON_TIME_DETAIL = N_("{on_time} on time, {late} late")
 ON_TIME_HINT = N_(

@@ -14,7 +14,7 @@ from bot.domain.models import (
     StaffRole,
 )
 from bot.domain.models import TicketStatus as S
-from bot.domain.text import N_, NP_
+from bot.domain.text import N_, NP_, Plural
 from bot.domain.tickets import SlaKind
 
 # ---------------------------------------------------------------- every page
@@ -69,10 +69,10 @@ CHANNELS = {
     Channel.TERMINAL: N_("Terminal (development)"),
 }
 
-SLA = {
+SLA: dict[SlaKind, str | Plural] = {
     SlaKind.OVERDUE: N_("Overdue"),
     SlaKind.DUE_TODAY: N_("Due today"),
-    SlaKind.UPCOMING: N_("Due in {days} working days"),
+    SlaKind.UPCOMING: NP_("Due in {days} working day", "Due in {days} working days", by="days"),
     SlaKind.MET: N_("Responded"),
     SlaKind.CLOSED: N_("No response needed"),
 }
@@ -300,7 +300,7 @@ PRIVACY_DONE_AT = N_("Answered")
 PRIVACY_LOGGED_BY = N_("Logged by")
 PRIVACY_BY_CUSTOMER = N_("The customer (self-service)")
 PRIVACY_DETAILS = N_("Details and audit trail")
-PRIVACY_DUE_IN = N_("Due in {days} days")
+PRIVACY_DUE_IN = NP_("Due in {days} day", "Due in {days} days", by="days")
 PRIVACY_ON_TIME = N_("Answered on time")
 PRIVACY_LATE = N_("Answered late")
 PRIVACY_LOG = N_("Log a request received by phone or e-mail")

@@ -20,14 +20,16 @@ def N_(msgid: str) -> str:  # noqa: N802 - the gettext convention the extractor 
 @dataclass(frozen=True)
 class Plural:
     """A message in a singular and a plural form. The form shown is chosen by its Text's
-    `count` parameter, by the locale's own rule (English has two forms, Chinese one)."""
+    parameter named `by` (an int), by the locale's own rule (English has two forms,
+    Chinese one)."""
 
     singular: str
     plural: str
+    by: str = "count"
 
 
-def NP_(singular: str, plural: str) -> Plural:  # noqa: N802 - extracted as NP_:1,2
-    return Plural(singular, plural)
+def NP_(singular: str, plural: str, by: str = "count") -> Plural:  # noqa: N802 - NP_:1,2
+    return Plural(singular, plural, by)
 
 
 Param = Union[str, int, "Text", "Verbatim"]

@@ -27,7 +27,7 @@ from bot.domain.models import (
     TimelineEvent,
     new_id,
 )
-from bot.domain.text import N_, Param, Text, Verbatim
+from bot.domain.text import N_, NP_, Param, Text, Verbatim
 from bot.domain.tickets import (
     FIRST_RESPONSE,
     OPEN,
@@ -43,9 +43,12 @@ from bot.storage.tickets import TicketQuery
 
 log = logging.getLogger(__name__)
 
-ACK = N_(
+ACK = NP_(
     "Thank you, we have received your feedback. Your reference number is {reference}. "
-    "We will give you our first response by {due} ({days} working days)."
+    "We will give you our first response by {due} ({days} working day).",
+    "Thank you, we have received your feedback. Your reference number is {reference}. "
+    "We will give you our first response by {due} ({days} working days).",
+    by="days",
 )
 # What the customer can do next depends on where they are.
 ACK_NEXT = {

@@ -49,7 +49,7 @@ from bot.channels.form.intake import (
 )
 from bot.domain import flow
 from bot.domain.models import ConsentPurpose, Ticket
-from bot.domain.text import Param, Text
+from bot.domain.text import Param, Plural, Text
 from bot.i18n import SUPPORTED, I18n
 from bot.storage import DatabaseUnavailable
 from bot.storage.locks import Busy
@@ -208,7 +208,7 @@ class FormPages:
         preferred += [part.split(";")[0].strip() for part in header.split(",")]
         return self.i18n.negotiate(preferred)
 
-    def t(self, locale: str, msgid: str, **params: Param) -> str:
+    def t(self, locale: str, msgid: str | Plural, **params: Param) -> str:
         return self.i18n.render(locale, Text(msgid, params))
 
     def sign(self, reference: str) -> str:

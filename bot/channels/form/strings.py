@@ -7,7 +7,7 @@ labels, the validation messages) are taken from `bot.domain.flow`, so both say t
 
 from __future__ import annotations
 
-from bot.domain.text import N_
+from bot.domain.text import N_, NP_
 
 # ---------------------------------------------------------------- every page
 
@@ -112,7 +112,11 @@ ERR_UNAVAILABLE = N_(
 
 DONE_TITLE = N_("Thank you for your feedback")
 DONE_REFERENCE = N_("We have received your feedback. Your reference number is {reference}.")
-DONE_DUE = N_("We will give you our first response by {due} ({days} working days).")
+DONE_DUE = NP_(
+    "We will give you our first response by {due} ({days} working day).",
+    "We will give you our first response by {due} ({days} working days).",
+    by="days",
+)
 DONE_NEXT_TITLE = N_("What happens next")
 DONE_NEXT = N_(
     "Our customer-service team reads every piece of feedback. If you gave us an e-mail "
