@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -41,7 +42,7 @@ from bot.domain.text import Text
 from bot.services.privacy import NotTheirs
 from bot.services.tickets import TicketNotFound
 from bot.storage import DatabaseUnavailable
-from bot.storage.locks import Busy
+from bot.storage.locks import Busy, Lock
 
 if TYPE_CHECKING:
     from bot.app import Container
@@ -54,6 +55,7 @@ MAX_NOTE = 1000
 OPEN_SHOWN = 200
 ANSWERED_SHOWN = 50
 TRAIL_SHOWN = 100
+ANSWER_WAIT = timedelta(seconds=10)  # for another staff member's answer to the same request
 CONFIRM_WORD = "ERASE"  # typed when the customer has no ticket whose reference could be typed
 TARGET = "privacy_request"
 UNSHOWN = frozenset({"note", "closed_by", "started_at"})  # shown otherwise, or internal
@@ -298,6 +300,10 @@ class ConsolePrivacy:
             customer = await self.repos.customers.get(ticket.customer_id)
             if customer is None:
                 return await self._not_found(view)
+            # As the panel offers: the customer's own channel, the phone or an e-mail (a
+            # withdrawal is filed in the consent ledger under it).
+            if Channel(channel) not in (customer.channel, *INTAKE_CHANNELS):
+                raise web.HTTPSeeOther(ticket_url(ticket.id, error="invalid"))
             return await self._log(
                 request, view, customer, PrivacyRequestKind(kind), Channel(channel)
             )
@@ -517,6 +523,13 @@ class ConsolePrivacy:
         flash = {"kind": "error", "text": text}
         return await self._detail(request, view, flash=flash, status=400, **kept)
 
+    def _one_answer_at_a_time(self, request: web.Request) -> AbstractAsyncContextManager[Lock]:
+        """A second submit of the same answer (a double click) waits for the first, then
+        finds the request answered: the check that it is open and the change it makes are
+        not one step in the database."""
+        request_id = request.match_info["request_id"][:64]
+        return self.repos.locks.hold(f"privacy_request:{request_id}", wait=ANSWER_WAIT)
+
     async def correct_contact(self, request: web.Request) -> web.StreamResponse:
         """Replace the customer's contact details as they asked (both empty: remove them);
         that answers the request."""
@@ -531,18 +544,23 @@ class ConsolePrivacy:
             _contact_value(typed["phone"], "phone"),
         )
         try:
-            answerable = await self._answerable(request, (PrivacyRequestKind.CORRECT,))
-            if isinstance(answerable, str):
-                return await self._refused(view, request, answerable)
-            found, customer = answerable
-            if email is None or phone is None:
-                return await self._invalid(
-                    request, view, view.t(s.PRIVACY_CONTACT_INVALID), contact=typed
+            async with self._one_answer_at_a_time(request):
+                answerable = await self._answerable(request, (PrivacyRequestKind.CORRECT,))
+                if isinstance(answerable, str):
+                    return await self._refused(view, request, answerable)
+                found, customer = answerable
+                if email is None or phone is None:
+                    return await self._invalid(
+                        request, view, view.t(s.PRIVACY_CONTACT_INVALID), contact=typed
+                    )
+                await self._audit(request, "privacy.correct", found.id, field="contact")
+                await self.privacy.correct_contact(
+                    customer,
+                    email=email or None,
+                    phone=phone or None,
+                    by=view.staff.id,
+                    request=found,
                 )
-            await self._audit(request, "privacy.correct", found.id, field="contact")
-            await self.privacy.correct_contact(
-                customer, email=email or None, phone=phone or None, by=view.staff.id, request=found
-            )
         except (DatabaseUnavailable, Busy):
             return await self.pages.unavailable(request)
         raise web.HTTPSeeOther(request_url(found.id, done="corrected"))
@@ -558,26 +576,29 @@ class ConsolePrivacy:
             "text": clean_text(field(form, "text", settings.text_max_chars * 2)),
         }
         try:
-            answerable = await self._answerable(request, (PrivacyRequestKind.CORRECT,))
-            if isinstance(answerable, str):
-                return await self._refused(view, request, answerable)
-            found, customer = answerable
-            if not settings.text_min_chars <= len(typed["text"]) <= settings.text_max_chars:
-                text = view.t(
-                    s.PRIVACY_CORRECTION_INVALID,
-                    min=settings.text_min_chars,
-                    max=settings.text_max_chars,
+            async with self._one_answer_at_a_time(request):
+                answerable = await self._answerable(request, (PrivacyRequestKind.CORRECT,))
+                if isinstance(answerable, str):
+                    return await self._refused(view, request, answerable)
+                found, customer = answerable
+                if not settings.text_min_chars <= len(typed["text"]) <= settings.text_max_chars:
+                    text = view.t(
+                        s.PRIVACY_CORRECTION_INVALID,
+                        min=settings.text_min_chars,
+                        max=settings.text_max_chars,
+                    )
+                    return await self._invalid(request, view, text, correction=typed)
+                correctable = {t.id: t for t in await self.privacy.correctable(customer)}
+                ticket = correctable.get(typed["ticket"])
+                if ticket is None:
+                    text = view.t(s.PRIVACY_ERRORS["invalid"])
+                    return await self._invalid(request, view, text, correction=typed)
+                await self._audit(
+                    request, "privacy.correct", found.id, ticket=ticket.reference or ""
                 )
-                return await self._invalid(request, view, text, correction=typed)
-            correctable = {t.id: t for t in await self.privacy.correctable(customer)}
-            ticket = correctable.get(typed["ticket"])
-            if ticket is None:
-                text = view.t(s.PRIVACY_ERRORS["invalid"])
-                return await self._invalid(request, view, text, correction=typed)
-            await self._audit(request, "privacy.correct", found.id, ticket=ticket.reference or "")
-            await self.privacy.correct_ticket(
-                customer, ticket.id, typed["text"], by=view.staff.id, request=found
-            )
+                await self.privacy.correct_ticket(
+                    customer, ticket.id, typed["text"], by=view.staff.id, request=found
+                )
         except NotTheirs:  # made anonymous meanwhile
             raise web.HTTPSeeOther(request_url(found.id, error="invalid")) from None
         except (DatabaseUnavailable, Busy):
@@ -591,21 +612,24 @@ class ConsolePrivacy:
         form = await request.post()
         chosen = field(form, "purpose", 32)
         try:
-            answerable = await self._answerable(request, (PrivacyRequestKind.WITHDRAW,))
-            if isinstance(answerable, str):
-                return await self._refused(view, request, answerable)
-            found, customer = answerable
-            withdrawable = {p.value: p for p in await self.privacy.withdrawable(customer)}
-            purpose = withdrawable.get(chosen)
-            if purpose is None:  # not in force (withdrawn meanwhile), or not withdrawable
-                raise web.HTTPSeeOther(request_url(found.id, error="invalid"))
-            await self._audit(request, "privacy.withdraw", found.id, purpose=purpose.value)
-            # The ledger keeps the hash of what the customer was told; here, by staff,
-            # what staff confirm to them.
-            shown = Text(s.PRIVACY_WITHDRAW_SHOWN, {"purpose": Text(s.CONSENT_PURPOSES[purpose])})
-            await self.privacy.withdraw(
-                customer, purpose, shown=shown, by=view.staff.id, request=found
-            )
+            async with self._one_answer_at_a_time(request):
+                answerable = await self._answerable(request, (PrivacyRequestKind.WITHDRAW,))
+                if isinstance(answerable, str):
+                    return await self._refused(view, request, answerable)
+                found, customer = answerable
+                withdrawable = {p.value: p for p in await self.privacy.withdrawable(customer)}
+                purpose = withdrawable.get(chosen)
+                if purpose is None:  # not in force (withdrawn meanwhile), or not withdrawable
+                    raise web.HTTPSeeOther(request_url(found.id, error="invalid"))
+                await self._audit(request, "privacy.withdraw", found.id, purpose=purpose.value)
+                # The ledger keeps the hash of what the customer was told; here, by staff,
+                # what staff confirm to them.
+                shown = Text(
+                    s.PRIVACY_WITHDRAW_SHOWN, {"purpose": Text(s.CONSENT_PURPOSES[purpose])}
+                )
+                await self.privacy.withdraw(
+                    customer, purpose, shown=shown, by=view.staff.id, request=found
+                )
         except (DatabaseUnavailable, Busy):
             return await self.pages.unavailable(request)
         raise web.HTTPSeeOther(request_url(found.id, done="withdrawn"))

@@ -171,8 +171,10 @@ def choose(inp: Input, options: tuple[Option, ...]) -> str:
 
 
 def clean_text(value: str) -> str:
-    """Free text as inert data: control characters out, surrounding space trimmed."""
-    return CONTROL_RE.sub("", value).strip()
+    """Free text as inert data: control characters out, line breaks as LF (a browser
+    sends a textarea's as CR LF, which would count twice against a length), surrounding
+    space trimmed."""
+    return CONTROL_RE.sub("", value.replace("\r\n", "\n").replace("\r", "\n")).strip()
 
 
 def parse_contact(raw: str) -> dict[str, str]:

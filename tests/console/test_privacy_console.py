@@ -4,6 +4,7 @@ the export download, the erasure with its confirmation, the audit trail."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import timedelta
@@ -485,6 +486,51 @@ async def test_c3_2_6_staff_add_a_customers_correction_to_their_feedback(
     request = await stored(container, request_id)
     assert request.state is PrivacyRequestState.DONE
     assert request.detail["ticket"] == ticket.reference
+
+    # A double click: the second submit waits for the first, then finds it answered.
+    request_id, _ = await logged(console, csrf, ticket, PrivacyRequestKind.CORRECT)
+    correction = f"/console/privacy/{request_id}/correction"
+    # A browser sends a textarea's line breaks as CR LF: counted, and kept, as one.
+    words = "It was Monday.\r\nAnd the box was open."
+    both = await asyncio.gather(
+        *(post(console, correction, csrf, ticket=ticket.id, text=words) for _ in range(2))
+    )
+    assert sorted(both) == [
+        f"/console/privacy/{request_id}?done=corrected",
+        f"/console/privacy/{request_id}?error=answered",
+    ]
+    updated = await container.tickets.get(ticket.id)
+    assert [c.text for c in updated.corrections][1:] == ["It was Monday.\nAnd the box was open."]
+
+
+async def test_c3_2_6_a_request_from_the_ticket_page_names_a_channel_the_panel_offers(
+    console: Client, container: Container
+) -> None:
+    _, csrf = await sign_in(console, container.repos, role=StaffRole.SUPERVISOR)
+    ticket = await file_ticket(container, "tg-user-255")  # a Telegram customer
+    for channel in ("widget", "terminal", "$where"):
+        where = await post(
+            console,
+            "/console/privacy/start",
+            csrf,
+            ticket=ticket.id,
+            kind="withdraw",
+            channel=channel,
+        )
+        assert where.endswith("?error=invalid"), where
+    assert await container.repos.privacy_requests.recent() == []
+    for channel in ("telegram", "phone", "email"):
+        where = await post(
+            console,
+            "/console/privacy/start",
+            csrf,
+            ticket=ticket.id,
+            kind="access",
+            channel=channel,
+        )
+        found = REQUEST_PATH.match(where)
+        assert found is not None, where
+        await container.privacy.close_request(found.group(1))  # the next is not a duplicate
 
 
 async def test_c3_2_6_staff_withdraw_a_consent_for_the_customer_and_it_takes_effect_at_once(
