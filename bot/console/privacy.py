@@ -509,8 +509,8 @@ class ConsolePrivacy:
                 text = view.t(s.PRIVACY_NOTE_INVALID, max=MAX_NOTE)
                 flash = {"kind": "error", "text": text}
                 return await self._detail(request, view, flash=flash, note=note, status=400)
-            await self.privacy.close_request(found.id, {"note": note, "closed_by": view.staff.id})
             await self._audit(request, "privacy.close", found.id, kind=found.kind.value)
+            await self.privacy.close_request(found.id, {"note": note, "closed_by": view.staff.id})
         except (DatabaseUnavailable, Busy):
             return await self.pages.unavailable(request)
         raise web.HTTPSeeOther(request_url(found.id, done="closed"))
