@@ -294,6 +294,9 @@ class Conversation(Model):
     customer_id: str | None = None  # set once processing consent is given
     version: int = 0  # optimistic concurrency: two devices, one dialogue
     last_input: str | None = None  # idempotency key of the input that made this version
+    # The idempotency key of the input that made the customer's export file: the same
+    # input delivered again (its answer, which carried the file, failed) makes it again.
+    export_input: str | None = None
     # The privacy menu, open beside the flow: {"step": ..., "reference": ...}; None: closed.
     aside: dict[str, str] | None = None
     updated_at: datetime = Field(default_factory=utcnow)

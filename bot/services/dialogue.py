@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bot.domain import flow
 from bot.domain.flow import Command, Facts, FlowConfig, Input, Prompt, Say, Transition
@@ -199,17 +200,23 @@ class DialogueService:
         outcome: MenuOutcome = await self.privacy_menu.handle(conversation, customer, inp)
         if outcome.passthrough:
             return None
-        replies = [self._render(customer.locale, reply) for reply in outcome.replies]
+        replies = self._menu_replies(customer, outcome)
         if outcome.erased:
             # Everything about them is gone, the dialogue state with it: store nothing.
             return [replace(reply, erased=True) for reply in replies]
-        if outcome.file is not None and replies:
-            replies[0] = replace(replies[0], file=outcome.file)
-        saved = await self.repos.conversations.save(
-            conversation.model_copy(update={"aside": outcome.aside, "last_input": key})
-        )
+        update: dict[str, Any] = {"aside": outcome.aside, "last_input": key}
+        if outcome.file is not None:
+            update["export_input"] = key
+        saved = await self.repos.conversations.save(conversation.model_copy(update=update))
         if outcome.aside is None:  # closed: back to the question they were at, if any
             replies += self._where(locale, saved)
+        return replies
+
+    def _menu_replies(self, customer: Customer, outcome: MenuOutcome) -> list[Rendered]:
+        """A menu input's replies in the customer's language, its file on the first."""
+        replies = [self._render(customer.locale, reply) for reply in outcome.replies]
+        if outcome.file is not None and replies:
+            replies[0] = replace(replies[0], file=outcome.file)
         return replies
 
     async def _here(
@@ -284,8 +291,16 @@ class DialogueService:
 
         if idempotency_key is not None and conversation.last_input == idempotency_key:
             # The same input delivered again (a channel retrying after a failure): it was
-            # applied once already, so only show where the customer is now.
-            return Handled(await self._here(locale, conversation, await who()))
+            # applied once already, so only show where the customer is now; or, when it
+            # asked for their export, make the file again: the answer that failed may
+            # have been the one that carried it.
+            customer = await who()
+            if conversation.export_input == idempotency_key and customer is not None:
+                outcome = await self.privacy_menu.export(customer)
+                return Handled(
+                    self._menu_replies(customer, outcome) + self._where(locale, conversation)
+                )
+            return Handled(await self._here(locale, conversation, customer))
 
         if inp.kind == "command" and inp.value == Command.PRIVACY:
             return Handled(await self._open_privacy(conversation, await who(), idempotency_key))

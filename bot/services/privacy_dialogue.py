@@ -180,17 +180,7 @@ class PrivacyMenu:
             await self.privacy.access(customer)
             return MenuOutcome(None, [Say(await self.summary(customer))])
         if choice == pm.EXPORT:
-            document = await self.privacy.export(customer)
-            file = ExportFile(
-                self.privacy.export_filename(),
-                "application/json",
-                self.privacy.export_bytes(document),
-            )
-            params: dict[str, Param] = {
-                "format": document["format"],
-                "version": document["version"],
-            }
-            return MenuOutcome(None, [Say(Text(EXPORT_READY, params))], file=file)
+            return await self.export(customer)
         if choice == pm.CORRECT:
             options = await self._ticket_options(customer)
             if len(options) == 1:
@@ -199,6 +189,17 @@ class PrivacyMenu:
                 )
             return await self._to({"step": pm.TICKET}, customer)
         return await self._to({"step": choice}, customer)  # contact, withdraw, erase
+
+    async def export(self, customer: Customer) -> MenuOutcome:
+        """Everything held about the customer, as a file in the chat (logged as answered)."""
+        document = await self.privacy.export(customer)
+        file = ExportFile(
+            self.privacy.export_filename(),
+            "application/json",
+            self.privacy.export_bytes(document),
+        )
+        params: dict[str, Param] = {"format": document["format"], "version": document["version"]}
+        return MenuOutcome(None, [Say(Text(EXPORT_READY, params))], file=file)
 
     async def _new_contact(
         self, aside: dict[str, str], customer: Customer, inp: Input, shown: Prompt

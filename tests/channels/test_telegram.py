@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -29,6 +30,7 @@ from bot.domain.models import (
     TicketStatus,
     utcnow,
 )
+from bot.domain.privacy import EXPORT_FORMAT
 from bot.storage.locks import Claim
 from tests.channels.service import Service
 from tests.channels.telegram import TelegramCustomer, running, telegram_settings
@@ -220,6 +222,26 @@ async def test_an_update_handled_longer_than_its_claim_is_not_taken_over(
 
         await eventually(handled, "the update marked handled")
         assert len([c for c in fake.calls_of("sendMessage") if c.chat_id == 5012]) == 1
+
+
+async def test_c3_2_6_an_export_whose_file_failed_to_send_is_made_again_when_retried(
+    fake: FakeTelegram, service: Service
+) -> None:
+    customer = TelegramCustomer(fake, service, 5013)
+    await customer.give_feedback("The lid does not close.")
+    await customer.command("privacy")
+    # The answer that carries the file fails (Telegram's 5xx): the update is handled again,
+    # and the input it carried was applied already.
+    fake.fail_next("sendDocument", error_code=502, chat_id=customer.user_id)
+    await customer.press("export")
+    sent = await fake.wait_for(
+        lambda c: c.method == "sendDocument" and c.chat_id == customer.user_id and not c.failed,
+        timeout=30,
+    )
+    exported = json.loads(sent[0].uploads["document"].content.decode("utf-8"))
+    assert exported["format"] == EXPORT_FORMAT
+    assert exported["tickets"][0]["text"] == "The lid does not close."
+    assert len([c for c in fake.calls_of("sendDocument") if c.failed]) == 1
 
 
 async def test_staff_replies_and_status_changes_reach_the_customer(
