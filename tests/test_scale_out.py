@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -258,6 +258,16 @@ def polling_lease_holder(
     return holder
 
 
+async def polling_and_other(
+    services: Sequence[Service], holder: Callable[[], Awaitable[int | None]]
+) -> tuple[Service, Service]:
+    """Of two services, the one that took the polling lease, and the other."""
+    pid = await eventually(holder, "a process to hold the polling lease")
+    (polling,) = [s for s in services if s.process.pid == pid]
+    (other,) = [s for s in services if s is not polling]
+    return polling, other
+
+
 def logged(service: Service, message: str) -> bool:
     lines = service.log.read_text().splitlines()
     return any(json.loads(line).get("msg") == message for line in lines if line.startswith("{"))
@@ -421,10 +431,8 @@ async def test_one_process_polls_telegram_and_another_takes_over_when_it_dies(
     holder = polling_lease_holder(repos, fake)
 
     async with two_services(tmp_path, env) as services:
-        by_pid = {s.process.pid: s for s in services}
-        pid = await eventually(holder, "a process to hold the polling lease")
-        polling = by_pid[pid]
-        (idle,) = [s for s in services if s is not polling]
+        polling, idle = await polling_and_other(services, holder)
+        pid = polling.process.pid
         await fake.wait_for("getUpdates", timeout=20)
         await asyncio.sleep(4)  # longer than the lease: the other process keeps waiting
         assert await holder() == pid
@@ -472,9 +480,7 @@ async def test_an_update_in_hand_when_the_polling_process_dies_is_handled_by_the
     holder = polling_lease_holder(repos, fake)
 
     async with two_services(tmp_path, env) as services:
-        by_pid = {s.process.pid: s for s in services}
-        polling = by_pid[await eventually(holder, "a process to hold the polling lease")]
-        (other,) = [s for s in services if s is not polling]
+        polling, other = await polling_and_other(services, holder)
         hung = fake.hold("sendMessage", chat_id=7001)  # the answer is on its way when it dies
         try:
             update_id = fake.user_command(7001, "help")["update_id"]

@@ -106,6 +106,12 @@ class View:
     def t(self, msgid: str | Plural, **params: Param) -> str:
         return self.pages.i18n.render(self.locale, Text(msgid, params))
 
+    def action(self, action: str) -> str:
+        """An audited action in words (s.AUDIT_ACTIONS); one this version does not know is
+        shown as recorded."""
+        label = s.AUDIT_ACTIONS.get(action)
+        return action if label is None else self.t(label)
+
     def record(self, detail: Mapping[str, str], *, besides: Collection[str] = ()) -> str:
         """What a privacy request or an audit entry records, in words (s.RECORD_DETAILS);
         a key this version does not know is shown as recorded."""
@@ -824,9 +830,7 @@ class ConsolePages:
             {
                 "when": view.datetime(e.at),
                 "who": names.get(e.actor, e.actor),
-                "action": view.t(s.AUDIT_ACTIONS[e.action])
-                if e.action in s.AUDIT_ACTIONS
-                else e.action,
+                "action": view.action(e.action),
                 "target": view.t(s.AUDIT_TARGETS[e.target_type], id=e.target_id)
                 if e.target_type in s.AUDIT_TARGETS
                 else f"{e.target_type}:{e.target_id}",

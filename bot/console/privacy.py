@@ -18,7 +18,7 @@ The work itself is PrivacyService's; handlers read the form, call it and render.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,8 @@ OPEN_SHOWN = 200
 ANSWERED_SHOWN = 50
 TRAIL_SHOWN = 100
 ANSWER_WAIT = timedelta(seconds=10)  # for another staff member's answer to the same request
+# A change made for the customer on a request's page: None when made, else the page to show.
+Change = Callable[[PrivacyRequest, Customer], Awaitable[web.Response | None]]
 CONFIRM_WORD = "ERASE"  # typed when the customer has no ticket whose reference could be typed
 TARGET = "privacy_request"
 UNSHOWN = frozenset({"note", "closed_by", "started_at"})  # shown otherwise, or internal
@@ -417,9 +419,7 @@ class ConsolePrivacy:
                 {
                     "when": view.datetime(e.at),
                     "who": self._who(view, e.actor, names),
-                    "action": view.t(s.PRIVACY_ACTIONS[e.action])
-                    if e.action in s.PRIVACY_ACTIONS
-                    else e.action,
+                    "action": view.action(e.action),
                     "detail": view.record(e.detail),
                 }
                 for e in trail
@@ -530,6 +530,31 @@ class ConsolePrivacy:
         request_id = request.match_info["request_id"][:64]
         return self.repos.locks.hold(f"privacy_request:{request_id}", wait=ANSWER_WAIT)
 
+    async def _answer(
+        self,
+        request: web.Request,
+        view: View,
+        kind: PrivacyRequestKind,
+        change: Change,
+        done: str,
+    ) -> web.StreamResponse:
+        """What every change for the customer does around `change`: one at a time per
+        request, only while it is open, of `kind` and its customer held, then back to its
+        page saying `done`. `change` returns a page instead when what was typed cannot be
+        used (or raises HTTPSeeOther to say why not)."""
+        try:
+            async with self._one_answer_at_a_time(request):
+                answerable = await self._answerable(request, (kind,))
+                if isinstance(answerable, str):
+                    return await self._refused(view, request, answerable)
+                found, customer = answerable
+                refused = await change(found, customer)
+                if refused is not None:
+                    return refused
+        except (DatabaseUnavailable, Busy):
+            return await self.pages.unavailable(request)
+        raise web.HTTPSeeOther(request_url(found.id, done=done))
+
     async def correct_contact(self, request: web.Request) -> web.StreamResponse:
         """Replace the customer's contact details as they asked (both empty: remove them);
         that answers the request."""
@@ -539,31 +564,20 @@ class ConsolePrivacy:
             "email": clean_text(field(form, "email", 512)),
             "phone": clean_text(field(form, "phone", 128)),
         }
-        email, phone = (
-            _contact_value(typed["email"], "email"),
-            _contact_value(typed["phone"], "phone"),
-        )
-        try:
-            async with self._one_answer_at_a_time(request):
-                answerable = await self._answerable(request, (PrivacyRequestKind.CORRECT,))
-                if isinstance(answerable, str):
-                    return await self._refused(view, request, answerable)
-                found, customer = answerable
-                if email is None or phone is None:
-                    return await self._invalid(
-                        request, view, view.t(s.PRIVACY_CONTACT_INVALID), contact=typed
-                    )
-                await self._audit(request, "privacy.correct", found.id, field="contact")
-                await self.privacy.correct_contact(
-                    customer,
-                    email=email or None,
-                    phone=phone or None,
-                    by=view.staff.id,
-                    request=found,
-                )
-        except (DatabaseUnavailable, Busy):
-            return await self.pages.unavailable(request)
-        raise web.HTTPSeeOther(request_url(found.id, done="corrected"))
+        email = _contact_value(typed["email"], "email")
+        phone = _contact_value(typed["phone"], "phone")
+
+        async def change(found: PrivacyRequest, customer: Customer) -> web.Response | None:
+            if email is None or phone is None:
+                text = view.t(s.PRIVACY_CONTACT_INVALID)
+                return await self._invalid(request, view, text, contact=typed)
+            await self._audit(request, "privacy.correct", found.id, field="contact")
+            await self.privacy.correct_contact(
+                customer, email=email or None, phone=phone or None, by=view.staff.id, request=found
+            )
+            return None
+
+        return await self._answer(request, view, PrivacyRequestKind.CORRECT, change, "corrected")
 
     async def correct_ticket(self, request: web.Request) -> web.StreamResponse:
         """Add the customer's correction to one of their tickets (the original words stay,
@@ -575,35 +589,30 @@ class ConsolePrivacy:
             "ticket": field(form, "ticket", 64),
             "text": clean_text(field(form, "text", settings.text_max_chars * 2)),
         }
-        try:
-            async with self._one_answer_at_a_time(request):
-                answerable = await self._answerable(request, (PrivacyRequestKind.CORRECT,))
-                if isinstance(answerable, str):
-                    return await self._refused(view, request, answerable)
-                found, customer = answerable
-                if not settings.text_min_chars <= len(typed["text"]) <= settings.text_max_chars:
-                    text = view.t(
-                        s.PRIVACY_CORRECTION_INVALID,
-                        min=settings.text_min_chars,
-                        max=settings.text_max_chars,
-                    )
-                    return await self._invalid(request, view, text, correction=typed)
-                correctable = {t.id: t for t in await self.privacy.correctable(customer)}
-                ticket = correctable.get(typed["ticket"])
-                if ticket is None:
-                    text = view.t(s.PRIVACY_ERRORS["invalid"])
-                    return await self._invalid(request, view, text, correction=typed)
-                await self._audit(
-                    request, "privacy.correct", found.id, ticket=ticket.reference or ""
+
+        async def change(found: PrivacyRequest, customer: Customer) -> web.Response | None:
+            if not settings.text_min_chars <= len(typed["text"]) <= settings.text_max_chars:
+                text = view.t(
+                    s.PRIVACY_CORRECTION_INVALID,
+                    min=settings.text_min_chars,
+                    max=settings.text_max_chars,
                 )
+                return await self._invalid(request, view, text, correction=typed)
+            correctable = {t.id: t for t in await self.privacy.correctable(customer)}
+            ticket = correctable.get(typed["ticket"])
+            if ticket is None:
+                text = view.t(s.PRIVACY_ERRORS["invalid"])
+                return await self._invalid(request, view, text, correction=typed)
+            await self._audit(request, "privacy.correct", found.id, ticket=ticket.reference or "")
+            try:
                 await self.privacy.correct_ticket(
                     customer, ticket.id, typed["text"], by=view.staff.id, request=found
                 )
-        except NotTheirs:  # made anonymous meanwhile
-            raise web.HTTPSeeOther(request_url(found.id, error="invalid")) from None
-        except (DatabaseUnavailable, Busy):
-            return await self.pages.unavailable(request)
-        raise web.HTTPSeeOther(request_url(found.id, done="corrected"))
+            except NotTheirs:  # made anonymous meanwhile
+                raise web.HTTPSeeOther(request_url(found.id, error="invalid")) from None
+            return None
+
+        return await self._answer(request, view, PrivacyRequestKind.CORRECT, change, "corrected")
 
     async def withdraw(self, request: web.Request) -> web.StreamResponse:
         """Withdraw one of the customer's consents as they asked; it takes effect at once,
@@ -611,28 +620,22 @@ class ConsolePrivacy:
         view = await self._view(request)
         form = await request.post()
         chosen = field(form, "purpose", 32)
-        try:
-            async with self._one_answer_at_a_time(request):
-                answerable = await self._answerable(request, (PrivacyRequestKind.WITHDRAW,))
-                if isinstance(answerable, str):
-                    return await self._refused(view, request, answerable)
-                found, customer = answerable
-                withdrawable = {p.value: p for p in await self.privacy.withdrawable(customer)}
-                purpose = withdrawable.get(chosen)
-                if purpose is None:  # not in force (withdrawn meanwhile), or not withdrawable
-                    raise web.HTTPSeeOther(request_url(found.id, error="invalid"))
-                await self._audit(request, "privacy.withdraw", found.id, purpose=purpose.value)
-                # The ledger keeps the hash of what the customer was told; here, by staff,
-                # what staff confirm to them.
-                shown = Text(
-                    s.PRIVACY_WITHDRAW_SHOWN, {"purpose": Text(s.CONSENT_PURPOSES[purpose])}
-                )
-                await self.privacy.withdraw(
-                    customer, purpose, shown=shown, by=view.staff.id, request=found
-                )
-        except (DatabaseUnavailable, Busy):
-            return await self.pages.unavailable(request)
-        raise web.HTTPSeeOther(request_url(found.id, done="withdrawn"))
+
+        async def change(found: PrivacyRequest, customer: Customer) -> web.Response | None:
+            withdrawable = {p.value: p for p in await self.privacy.withdrawable(customer)}
+            purpose = withdrawable.get(chosen)
+            if purpose is None:  # not in force (withdrawn meanwhile), or not withdrawable
+                raise web.HTTPSeeOther(request_url(found.id, error="invalid"))
+            await self._audit(request, "privacy.withdraw", found.id, purpose=purpose.value)
+            # The ledger keeps the hash of what the customer was told; here, by staff,
+            # what staff confirm to them.
+            shown = Text(s.PRIVACY_WITHDRAW_SHOWN, {"purpose": Text(s.CONSENT_PURPOSES[purpose])})
+            await self.privacy.withdraw(
+                customer, purpose, shown=shown, by=view.staff.id, request=found
+            )
+            return None
+
+        return await self._answer(request, view, PrivacyRequestKind.WITHDRAW, change, "withdrawn")
 
 
 def _contact_value(typed: str, kind: str) -> str | None:

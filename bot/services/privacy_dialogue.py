@@ -25,8 +25,6 @@ from bot.i18n import I18n
 from bot.services.privacy import NotTheirs, PrivacyService
 from bot.storage import Repositories
 
-# Tickets offered for a correction, newest first.
-
 SUMMARY = N_(
     "What we hold about you:\n\n"
     "Who you are here: {channel}, ID {identity}\n"
