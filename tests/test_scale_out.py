@@ -133,7 +133,7 @@ async def test_behind_our_proxies_the_client_address_comes_from_x_forwarded_for(
         ("", "https", False),
     ],
 )
-async def test_cookies_set_over_https_behind_our_proxies_are_secure(
+async def test_c3_1_4_cookies_set_over_https_behind_our_proxies_are_secure(
     trusted: str, proto: str | None, secure: bool
 ) -> None:
     settings = Settings(_env_file=None, trusted_proxies=trusted)
