@@ -35,6 +35,10 @@ class DatabaseUnavailable(RuntimeError):
         )
 
 
+class WriteNotSent(DatabaseUnavailable):
+    """A write that waited too long for its turn (WriteGate): it was never sent."""
+
+
 class WriteGate:
     """How many writes one process sends the database at once; no bound until limited.
 
@@ -69,7 +73,7 @@ class WriteGate:
             async with asyncio.timeout(self.wait_seconds):
                 await turns.acquire()
         except TimeoutError as exc:
-            raise DatabaseUnavailable(exc) from exc
+            raise WriteNotSent(exc) from exc
         try:
             yield
         finally:
