@@ -31,9 +31,11 @@ from bot.domain.models import (
     PrivacyRequestState,
     Ticket,
     TicketStatus,
+    new_id,
 )
 from bot.domain.privacy import conversation_key
 from bot.services.retention import RULES, RetentionReport, RetentionService
+from bot.storage import conversations
 from bot.storage.uploads import Upload
 from tests.services.chat import Chat
 from tests.support import FixedClock, eventually
@@ -120,6 +122,8 @@ async def a_draft(
             **answers,
         },
         updated_at=at,
+        version=1,  # as the dialogue stores it (save), written `at`
+        epoch=new_id(),
     )
     await container.repos.conversations.insert(conversation)
     return key
@@ -474,8 +478,16 @@ async def snapshot(container: Container) -> dict[str, list[dict[str, Any]]]:
 LATER = {"days": 4 * 365}  # past every period
 
 
+@pytest.fixture
+def claims_on_the_rounds_clock(clock: FixedClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A draft is deleted as a write of its next version, whose claim runs out 30 s after
+    the repository's clock (the wall clock); in a round years ahead of it, that claim
+    would be an hour past its time already, and removed by the same round."""
+    monkeypatch.setattr(conversations, "utcnow", clock)
+
+
 async def test_c4_3_dry_run_changes_nothing_and_counts_what_the_run_removes(
-    container: Container, clock: FixedClock
+    container: Container, clock: FixedClock, claims_on_the_rounds_clock: None
 ) -> None:
     await populate(container)
     clock.now = START + timedelta(**LATER)
@@ -518,7 +530,7 @@ async def test_c4_3_batches_are_bounded_and_later_rounds_finish(
 
 
 async def test_c4_3_concurrent_runs_neither_fail_nor_double_count(
-    container: Container, clock: FixedClock
+    container: Container, clock: FixedClock, claims_on_the_rounds_clock: None
 ) -> None:
     await populate(container)
     clock.now = START + timedelta(**LATER)

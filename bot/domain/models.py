@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 def utcnow() -> datetime:
@@ -293,6 +293,10 @@ class Conversation(Model):
     editing: bool = False  # an answer is being edited from the summary
     customer_id: str | None = None  # set once processing consent is given
     version: int = 0  # optimistic concurrency: two devices, one dialogue
+    # Random, drawn when the dialogue is first stored: names its versions' claims
+    # (ConversationRepository), so a dialogue started afresh after a deletion does not
+    # meet the claims of the one before. None: stored before epochs existed.
+    epoch: str | None = None
     last_input: str | None = None  # idempotency key of the input that made this version
     # The idempotency key of the input that made the customer's export file: the same
     # input delivered again (its answer, which carried the file, failed) makes it again.
@@ -300,6 +304,18 @@ class Conversation(Model):
     # The privacy menu, open beside the flow: {"step": ..., "reference": ...}; None: closed.
     aside: dict[str, str] | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    # When this copy was read from the database, or written (time.monotonic()); None: it
+    # was made here and never stored. ConversationRepository reads the stored version
+    # again before it writes a copy held long.
+    _read_at: float | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        # Equal when the same dialogue state, however long ago each copy was read.
+        if not isinstance(other, Conversation):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as every model here
 
 
 def personal_fields(model: type[BaseModel]) -> list[str]:

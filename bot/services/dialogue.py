@@ -417,7 +417,7 @@ class DialogueService:
         conversation = transition.conversation.model_copy(update={"last_input": input_key})
         if customer is None and transition.ended:
             # Declined (or cancelled) before agreeing to anything: keep nothing.
-            await self.repos.conversations.delete(conversation.id)
+            await self.repos.conversations.delete(conversation)
             return
         if customer is not None and conversation.customer_id != customer.id:
             conversation = conversation.model_copy(update={"customer_id": customer.id})

@@ -507,7 +507,7 @@ class PrivacyService:
                 "audit": await repos.audit.pseudonymize(customer.id, f"erased:{request.id}"),
             }
         )
-        await repos.conversations.delete(key)  # a draft from before the customer record
+        await repos.conversations.erase(key)  # a draft from before the customer record
         await repos.locks.forget(f"conversation:{key}")
         report.add({"customers": int(await repos.customers.delete(customer))})
         removed = {name: str(count) for name, count in sorted(report.removed.items()) if count}

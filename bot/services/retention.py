@@ -38,7 +38,7 @@ RULES: dict[str, str] = {
     "drafts": "abandoned dialogue drafts (deleted)",
     "uploads": "uploads no ticket, message or draft refers to (deleted)",
     "upload_tokens": "expired upload tokens (deleted)",
-    "locks": "locks expired for over an hour (deleted)",
+    "locks": "locks and dialogue version claims expired for over an hour (deleted)",
     "closed_tickets": "closed tickets (personal data erased)",
     "customers": "customers with nothing left to keep (erased)",
     "refusals": "refused-consent counts (deleted)",
@@ -67,6 +67,7 @@ BATCH = 200  # per rule and round
 FIRST_DELAY_SECONDS = 10.0  # after the indexes are ready: let the channels start first
 BACKLOG_PAUSE_SECONDS = 1.0  # between rounds while a rule still has a full batch to do
 MAX_ROUNDS = 10_000  # drain(): a safety stop, far beyond any backlog
+CLAIM_SWEEP_SECONDS = 60.0  # between sweeps of the dialogues' version claims
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,8 @@ class RetentionService:
             "drafts": len(drafts),
             "uploads": uploads,
             "upload_tokens": await repos.upload_tokens.count_expired(now),
-            "locks": await repos.locks.count_before("until", c.lock),
+            "locks": await repos.locks.count_before("until", c.lock)
+            + await repos.conversation_versions.count_before("until", c.lock),
             "closed_tickets": len(closed),
             "customers": customers,
             "refusals": await repos.refusals.count_before("day", c.refusal_day),
@@ -310,8 +312,13 @@ class RetentionService:
         return await self.repos.upload_tokens.purge_expired(c.now), False
 
     async def _locks(self, c: Cutoffs) -> tuple[int, bool]:
-        removed = await self.repos.locks.delete_before("until", c.lock, limit=self.batch)
-        return removed, removed == self.batch
+        more = False
+        removed = 0
+        for repository in (self.repos.locks, self.repos.conversation_versions):
+            count = await repository.delete_before("until", c.lock, limit=self.batch)
+            removed += count
+            more = more or count == self.batch
+        return removed, more
 
     async def _closed_tickets(self, c: Cutoffs) -> tuple[int, bool]:
         ids = await self.repos.tickets.stale_closed(c.closed_ticket, limit=self.batch)
@@ -427,12 +434,21 @@ class RetentionService:
         self, interval_seconds: float, *, ready: asyncio.Event | None = None
     ) -> None:
         """A round shortly after `ready`, then every `interval_seconds` (sooner while a
-        backlog lasts) until stop(). A failed round is logged and tried again next time."""
+        backlog lasts) until stop(). A failed round is logged and tried again next time.
+        Between rounds, every CLAIM_SWEEP_SECONDS, the dialogues' version claims that
+        ran out are swept (in every process: one statement, and the claims come at the
+        rate of dialogue steps, too many to leave to an hourly round)."""
         if ready is not None:
             await ready.wait()
-        delay = self.first_delay
-        while not await self._stopped_within(delay):
-            delay = interval_seconds
+        loop = asyncio.get_running_loop()
+        next_round = loop.time() + self.first_delay
+        while not await self._stopped_within(
+            max(0.0, min(next_round - loop.time(), CLAIM_SWEEP_SECONDS))
+        ):
+            if loop.time() < next_round:
+                await self._sweep_claims()
+                continue
+            next_round = loop.time() + interval_seconds
             try:
                 report = await self.run(self.clock())
             except Exception:
@@ -440,7 +456,13 @@ class RetentionService:
                 self.metrics.retention_rounds.labels("failed").inc()
                 continue
             if report.more and report.total:
-                delay = min(interval_seconds, BACKLOG_PAUSE_SECONDS)
+                next_round = loop.time() + min(interval_seconds, BACKLOG_PAUSE_SECONDS)
+
+    async def _sweep_claims(self) -> None:
+        try:
+            await self.repos.conversation_versions.sweep(self.clock())
+        except DatabaseUnavailable:
+            log.info("version claims not swept: database unavailable; next time")
 
     def stop(self) -> None:
         """The periodic task ends after the round in hand."""

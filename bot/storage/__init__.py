@@ -8,7 +8,7 @@ from bot.storage.analytics import AnalyticsRepository
 from bot.storage.audit import AuditRepository
 from bot.storage.canned import CannedReplyRepository
 from bot.storage.consents import ConsentRepository, ConsentStateRepository
-from bot.storage.conversations import ConversationRepository
+from bot.storage.conversations import ConversationRepository, VersionClaimRepository
 from bot.storage.customers import CustomerKeyRepository, CustomerRepository
 from bot.storage.database import Database, DatabaseUnavailable, Repository
 from bot.storage.inbound import InboundEventRepository
@@ -26,6 +26,7 @@ class Repositories:
     customers: CustomerRepository
     customer_keys: CustomerKeyRepository
     conversations: ConversationRepository
+    conversation_versions: VersionClaimRepository
     tickets: TicketRepository
     messages: MessageRepository
     sequences: SequenceRepository
@@ -51,12 +52,14 @@ class Repositories:
         outbox = OutboxRepository(db)
         consent_states = ConsentStateRepository(db)
         customer_keys = CustomerKeyRepository(db)
+        claims = VersionClaimRepository(db)
         return cls(
             customers=CustomerRepository(
                 db, sequences=sequences, consent_states=consent_states, keys=customer_keys
             ),
             customer_keys=customer_keys,
-            conversations=ConversationRepository(db, locks=locks),
+            conversations=ConversationRepository(db, locks=locks, claims=claims),
+            conversation_versions=claims,
             tickets=TicketRepository(db, locks=locks, sequences=sequences),
             messages=MessageRepository(db, sequences=sequences, outbox=outbox),
             sequences=sequences,

@@ -1,23 +1,65 @@
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
+from pydantic import Field
 from pymongo import ASCENDING, IndexModel
+from pymongo.errors import ServerSelectionTimeoutError
 
-from bot.domain.models import Conversation, utcnow
-from bot.storage.database import Doc, Repository
-from bot.storage.locks import LockRepository
+from bot.domain.models import Conversation, Model, new_id, utcnow
+from bot.storage.database import Doc, DuplicateKeyError, Repository, WriteNotSent
+from bot.storage.locks import Busy, Claim, LockRepository, claim_once
 
 # A writer's claim on the next version of a dialogue: far longer than a write takes.
 CLAIM_TTL = timedelta(seconds=30)
-# A claim is dropped unwritten only this long before it could be taken over.
+# A claimed version is written only this long before its claim could be taken over.
 CLAIM_MARGIN = timedelta(seconds=10)
+# A copy read (or written) longer ago than this has the stored version read again before
+# it is written: the claim that would refuse it may have been swept (CLAIM_GRACE).
+READ_FRESH = timedelta(seconds=60)
+# Claims are swept this long after they ran out. A claim that refuses a copy was made at
+# most CLAIM_TTL before the copy was read (its version was written after the read, within
+# the claim's time), so it is there for READ_FRESH after the read with room for clocks
+# that differ between processes by minutes.
+CLAIM_GRACE = timedelta(minutes=5)
+# Deleting a dialogue waits this long for a writer of it to finish (or for a dead
+# writer's claim to run out and be taken over) before it gives up (Busy).
+DELETE_WAIT = CLAIM_TTL + timedelta(seconds=10)
 
 
 class ConcurrentUpdate(RuntimeError):
     """Another event changed the same dialogue first; reload and apply again."""
+
+
+class VersionClaim(Model):
+    id: str = Field(alias="_id")  # "<epoch>@<version>", or a takeover's marker
+    owner: str
+    until: datetime
+
+
+class VersionClaimRepository(Repository[VersionClaim]):
+    """Claims on the versions of dialogues: `<epoch>@<n>` is held by the one writer of
+    version n of the dialogue whose epoch it is, and kept after that version is written,
+    so a copy of an older version cannot claim it again. The `_id` names no one (the
+    epoch is random), so an erasure leaves them; `sweep` deletes them CLAIM_GRACE after
+    they ran out (every process, every minute: RetentionService.run_periodically)."""
+
+    collection_name = "conversation_versions"
+    model = VersionClaim
+    indexes = (IndexModel([("until", ASCENDING)]),)
+
+    async def sweep(self, now: datetime) -> int:
+        """Delete the claims that ran out over CLAIM_GRACE before `now`; how many.
+
+        One statement, unbounded: a minute's claims. (FerretDB reads the whole collection
+        for it, a few minutes' claims: far less than a delete per claim would cost.)"""
+        result = await self.collection.delete_many({"until": {"$lt": now - CLAIM_GRACE}})
+        return result.deleted_count
 
 
 class ConversationRepository(Repository[Conversation]):
@@ -27,41 +69,156 @@ class ConversationRepository(Repository[Conversation]):
     model = Conversation
     indexes = (IndexModel([("updated_at", ASCENDING)]),)  # retention of idle drafts
 
-    def __init__(self, *args: object, locks: LockRepository, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, locks: LockRepository, claims: VersionClaimRepository, **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.locks = locks
+        self.claims = claims
+
+    def _load(self, doc: Doc) -> Conversation:
+        conversation = super()._load(doc)
+        conversation._read_at = time.monotonic()
+        return conversation
 
     async def save(self, conversation: Conversation) -> Conversation:
         """Compare-and-set on `version`: a writer holding a stale copy gets ConcurrentUpdate.
 
-        The writer of version n+1 first claims `<id>@<n+1>` (LockRepository.claim, by
-        `_id` only), then checks that n is still stored, then writes. Of two writers
-        holding version n, one gets the claim; the other is refused. A stale writer
-        (holding n while n+1 is stored) gets the claim, which was dropped when n+1 was
-        written, and is refused by the check. A writer too slow to write well within its
-        claim's time is refused too. (It was a lock by name: five commands, two of them
-        reads of the whole locks collection on FerretDB; now four, by `_id`.)
+        A new dialogue is inserted: of two writers, the unique `_id` lets one in. After
+        that, the writer of version n+1 first claims `<epoch>@<n+1>` (by `_id` only, in
+        a collection of its own), then writes. Of two writers holding version n, one gets
+        the claim; a stale writer (holding n while n+1 is stored) finds the claim kept.
+        So a step costs a read, an insert and a write (it was five commands: the claim
+        was dropped after the write, so the stored version had to be read again first).
         """
-        expected = conversation.version
-        updated = conversation.model_copy(update={"version": expected + 1, "updated_at": utcnow()})
-        async with self._version_claim(conversation.id, expected) as claimed:
-            if not claimed:
-                raise ConcurrentUpdate(conversation.id)
-            # By `_id` alone: FerretDB reads the whole collection for a filter with any
-            # other field (a condition on the version here cost more than half of the
-            # updates/s). The claim and the check in _version_claim make it safe.
-            await self.collection.replace_one(
-                {"_id": conversation.id}, self._dump(updated), upsert=True
-            )
+        updated = conversation.model_copy(
+            update={"version": conversation.version + 1, "updated_at": utcnow()}
+        )
+        if _never_stored(conversation):
+            updated.epoch = new_id()
+            try:
+                await self.collection.insert_one(self._dump(updated))
+            except DuplicateKeyError:
+                raise ConcurrentUpdate(conversation.id) from None
+        else:
+            async with self._writing_next(conversation):
+                if updated.epoch is None:
+                    updated.epoch = new_id()  # stored before epochs: from now on it has one
+                # By `_id` alone: FerretDB reads the whole collection for a filter with
+                # any other field. The claim makes it safe; the count is a last guard.
+                result = await self.collection.replace_one(
+                    {"_id": conversation.id}, self._dump(updated)
+                )
+                if result.matched_count != 1:
+                    raise ConcurrentUpdate(conversation.id)
+        updated._read_at = time.monotonic()  # what is stored now
         return updated
 
+    async def delete(self, conversation: Conversation) -> None:
+        """Delete the dialogue as a write of its next version, so a copy of an older one
+        written meanwhile is refused, not written over whatever comes after. A copy of a
+        dialogue that was not stored deletes nothing."""
+        if _never_stored(conversation):
+            return
+        async with self._writing_next(conversation):
+            await self.collection.delete_one({"_id": conversation.id})
+
+    async def erase(self, conversation_id: str) -> int:
+        """Delete the dialogue whatever its version (an erasure): waits for a writer of
+        it to finish; Busy if it cannot within DELETE_WAIT. 1 if one was deleted, else 0."""
+        deadline = time.monotonic() + DELETE_WAIT.total_seconds()
+        pause = 0.02
+        while (current := await self.get(conversation_id)) is not None:
+            try:
+                await self.delete(current)
+            except ConcurrentUpdate:
+                if time.monotonic() >= deadline:
+                    raise Busy(conversation_id) from None
+                await asyncio.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
+                pause = min(pause * 2, 1.0)
+            else:
+                return 1
+        return 0
+
     @asynccontextmanager
-    async def _version_claim(self, conversation_id: str, expected: int) -> AsyncIterator[bool]:
-        """Whether this caller may write the version after `expected`: it holds the claim
-        to it, with time left, and `expected` is the version stored. The claim is dropped
-        after: once that version is written (a later claimant finds a newer version
-        stored), or when nothing was written while it is surely still ours (within its
-        `until`, before anyone could take it over); else it runs out."""
+    async def _writing_next(self, conversation: Conversation) -> AsyncIterator[None]:
+        """Inside: this caller is the one writer of the version after `conversation`'s
+        (a stored one). ConcurrentUpdate if another is, or was."""
+        if conversation.epoch is None:
+            async with self._legacy_claim(conversation.id, conversation.version) as claimed:
+                if not claimed:
+                    raise ConcurrentUpdate(conversation.id)
+                yield
+            return
+        key = f"{conversation.epoch}@{conversation.version + 1}"
+        until = await self._claim(key, conversation)
+        if until is None:
+            raise ConcurrentUpdate(conversation.id)
+        read_at = conversation._read_at
+        held_long = read_at is None or time.monotonic() - read_at > READ_FRESH.total_seconds()
+        if (held_long and not await self._still_at(conversation)) or (
+            utcnow() >= until - CLAIM_MARGIN  # too late to write before it could be taken over
+        ):
+            raise ConcurrentUpdate(conversation.id)
+        try:
+            yield
+        except (WriteNotSent, ServerSelectionTimeoutError):
+            # Nothing was written (the write waited for its turn, or for a server, and
+            # gave up): let the step be tried again now, not after the claim ran out.
+            if utcnow() < until - CLAIM_MARGIN:
+                await self.claims.collection.delete_one({"_id": key})
+            raise
+
+    async def _claim(self, key: str, conversation: Conversation) -> datetime | None:
+        """Claim `key`, version n+1 of `conversation` (at n); its `until`, or None."""
+        now = utcnow()
+        mine = {"_id": key, "owner": new_id(), "until": now + CLAIM_TTL}
+        claims = self.claims.collection
+        try:
+            await claims.insert_one(mine)
+        except DuplicateKeyError:
+            pass
+        else:
+            return now + CLAIM_TTL
+        held: Doc | None = await claims.find_one({"_id": key})
+        if held is None or held["until"] > now:
+            # Written, or being written; or (gone) swept: written long ago.
+            return None
+        # Run out: written long ago (this copy is stale), or its writer died before
+        # writing. Only the stored version tells. A dead writer's claim is taken over
+        # through a marker, where exactly one taker wins (claim_once), then written over
+        # with ours if it is still the dead one, as claim_once does.
+        if not await self._still_at(conversation):
+            return None
+        dead = held.get("owner")
+        if await claim_once(claims, {**mine, "_id": f"{key}~{dead}"}, now) is not Claim.MINE:
+            return None
+        again: Doc | None = await claims.find_one({"_id": key}, projection={"owner": 1})
+        if again is None or again.get("owner") != dead or not await self._still_at(conversation):
+            return None  # swept and claimed afresh, or written by a taker before us
+        await claims.replace_one({"_id": key}, mine)
+        return now + CLAIM_TTL
+
+    async def _still_at(self, conversation: Conversation) -> bool:
+        stored: Doc | None = await self.collection.find_one(
+            {"_id": conversation.id}, projection={"version": 1, "epoch": 1}
+        )
+        return (
+            stored is not None
+            and stored.get("epoch") == conversation.epoch
+            and int(stored["version"]) == conversation.version
+        )
+
+    @asynccontextmanager
+    async def _legacy_claim(self, conversation_id: str, expected: int) -> AsyncIterator[bool]:
+        """For a dialogue stored before epochs (none drawn yet), the claims of before:
+        whether this caller may write the version after `expected`: it holds the claim
+        to it (in the locks, by `_id`), with time left, and `expected` is the version
+        stored, still without an epoch. The claim is dropped after: once that version is
+        written (a later claimant finds a newer version stored), or when nothing was
+        written while it is surely still ours (within its `until`, before anyone could
+        take it over); else it runs out. The version it writes draws an epoch, so this
+        happens once a dialogue."""
         key = f"conversation:{conversation_id}@{expected + 1}"
         until = await self.locks.claim(key, f"conversation:{conversation_id}", CLAIM_TTL)
         if until is None:
@@ -70,9 +227,13 @@ class ConversationRepository(Repository[Conversation]):
         wrote = False
         try:
             stored: Doc | None = await self.collection.find_one(
-                {"_id": conversation_id}, projection={"version": 1}
+                {"_id": conversation_id}, projection={"version": 1, "epoch": 1}
             )
-            if (0 if stored is None else int(stored["version"])) != expected:
+            if (
+                stored is None
+                or stored.get("epoch") is not None  # deleted and started afresh meanwhile
+                or int(stored["version"]) != expected
+            ):
                 yield False
                 return
             if utcnow() >= until - CLAIM_MARGIN:
@@ -84,11 +245,12 @@ class ConversationRepository(Repository[Conversation]):
             if wrote or utcnow() < until - CLAIM_MARGIN:
                 await self.locks.drop_claim(key)
 
-    async def delete(self, conversation_id: str) -> None:
-        await self.collection.delete_one({"_id": conversation_id})
-
     async def delete_for_customer(self, customer_id: str) -> int:
-        return (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
+        """Erase every dialogue of the customer (one, by the channel identity it is kept
+        under; the search is by customer, for any other)."""
+        cursor = self.collection.find({"customer_id": customer_id}, projection={"_id": 1})
+        ids = [str(doc["_id"]) async for doc in cursor]
+        return sum([await self.erase(conversation_id) for conversation_id in ids])
 
     # Retention (C4.3)
 
@@ -104,22 +266,18 @@ class ConversationRepository(Repository[Conversation]):
     async def delete_if_idle(self, conversation_id: str, before: datetime) -> bool:
         """Delete the dialogue if it is still untouched since before `before`.
 
-        As a write of its next version (save's claim), so a customer's step that comes in
-        now either lands first (and the dialogue is no longer idle) or finds it gone and
-        starts afresh.
+        As a write of its next version, so a customer's step that comes in now either
+        lands first (and the dialogue is no longer idle) or finds it gone and starts
+        afresh.
         """
-        doc: Doc | None = await self.collection.find_one(
-            {"_id": conversation_id}, projection={"version": 1, "updated_at": 1}
-        )
-        if doc is None or doc["updated_at"] >= before:
+        current = await self.get(conversation_id)
+        if current is None or current.updated_at >= before:
             return False
-        async with self._version_claim(conversation_id, int(doc["version"])) as claimed:
-            if not claimed:
-                return False  # someone is writing it right now: not idle
-            result = await self.collection.delete_one(
-                {"_id": conversation_id, "version": doc["version"]}
-            )
-        return result.deleted_count == 1
+        try:
+            await self.delete(current)
+        except ConcurrentUpdate:
+            return False  # someone is writing it right now: not idle
+        return True
 
     async def file_refs_in_use(self, refs: list[str], *, besides: Collection[str] = ()) -> set[str]:
         """Which of `refs` a draft's attachments point to (drafts in `besides` aside)."""
@@ -134,3 +292,8 @@ class ConversationRepository(Repository[Conversation]):
             for a in (doc.get("answers") or {}).get("attachments", [])
             if isinstance(a, dict) and a.get("file_ref") in wanted
         }
+
+
+def _never_stored(conversation: Conversation) -> bool:
+    """A copy made here (not read from the database) of a dialogue not stored then."""
+    return conversation.version == 0 and conversation._read_at is None

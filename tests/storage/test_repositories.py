@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -24,10 +26,11 @@ from bot.domain.models import (
     utcnow,
 )
 from bot.domain.privacy import conversation_key
-from bot.storage import Database, DatabaseUnavailable, Repositories
-from bot.storage.conversations import ConcurrentUpdate
+from bot.storage import Database, DatabaseUnavailable, Repositories, conversations
+from bot.storage.conversations import CLAIM_GRACE, READ_FRESH, ConcurrentUpdate
+from bot.storage.database import WriteNotSent
 from bot.storage.embedded import free_port
-from bot.storage.locks import Claim
+from bot.storage.locks import Busy, Claim, claim_once
 from tests.support import close_abandoned_sockets
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -236,8 +239,64 @@ async def test_of_concurrent_writers_of_one_version_exactly_one_wins(repos: Repo
         assert stored is not None
         assert (stored.version, stored.step) == (won[0].version, won[0].step)
         saved = stored
-    # Every claim was dropped: written, or refused well within its time.
+    # One claim a version written after the first (an insert), kept; no lock taken.
+    claims = repos.conversation_versions.collection
+    assert {d["_id"] async for d in claims.find()} == {f"{saved.epoch}@{n}" for n in (2, 3, 4)}
     assert await repos.locks.collection.count_documents({}) == 0
+
+
+async def test_a_stale_copy_is_refused_after_its_versions_claim_ran_out(
+    repos: Repositories,
+) -> None:
+    saved = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
+    await repos.conversations.save(saved.model_copy(update={"step": "rating"}))
+    claims = repos.conversation_versions.collection
+    await claims.update_one({"_id": f"{saved.epoch}@2"}, {"$set": {"until": NOW}})
+    with pytest.raises(ConcurrentUpdate):  # version 2 is stored: no takeover
+        await repos.conversations.save(saved.model_copy(update={"step": "text"}))
+    stored = await repos.conversations.get("k")
+    assert stored is not None
+    assert (stored.version, stored.step) == (2, "rating")
+    # Claims are swept a while after they ran out: a copy held longer than that could
+    # claim the next version again, so a copy held long has the stored version read.
+    await claims.delete_many({})
+    held_long = saved.model_copy()
+    held_long._read_at = time.monotonic() - READ_FRESH.total_seconds() - 1
+    with pytest.raises(ConcurrentUpdate):
+        await repos.conversations.save(held_long.model_copy(update={"step": "text"}))
+    stored = await repos.conversations.get("k")
+    assert stored is not None
+    assert (stored.version, stored.step) == (2, "rating")
+
+
+async def test_version_claims_are_swept_a_while_after_they_ran_out(repos: Repositories) -> None:
+    claims = repos.conversation_versions
+    now = utcnow()
+    for name, until in (("recent", now - CLAIM_GRACE + timedelta(seconds=5)), ("old", NOW)):
+        await claims.collection.insert_one({"_id": name, "owner": "o", "until": until})
+    assert await claims.sweep(now) == 1
+    assert [d["_id"] async for d in claims.collection.find()] == ["recent"]
+
+
+async def test_a_write_that_was_never_sent_gives_its_claim_back(
+    repos: Repositories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
+    collection = repos.conversations.collection
+    real = type(collection).replace_one
+    failures = [WriteNotSent(TimeoutError())]  # the WriteGate gave up waiting for a turn
+
+    async def replace_one(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(collection), "replace_one", replace_one)
+    with pytest.raises(DatabaseUnavailable):
+        await repos.conversations.save(saved.model_copy(update={"step": "rating"}))
+    # Tried again at once (not once the claim ran out, 30 s later), it is written.
+    moved = await repos.conversations.save(saved.model_copy(update={"step": "rating"}))
+    assert moved.version == 2
 
 
 async def test_a_dead_writers_claim_holds_the_next_version_until_it_runs_out(
@@ -245,20 +304,86 @@ async def test_a_dead_writers_claim_holds_the_next_version_until_it_runs_out(
 ) -> None:
     saved = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
     # A process claimed version 2 and died before writing it.
-    claim = {"_id": "conversation:k@2", "name": "conversation:k", "owner": "dead"}
-    await repos.locks.collection.insert_one({**claim, "until": utcnow() + timedelta(seconds=30)})
+    claims = repos.conversation_versions.collection
+    claim = {"_id": f"{saved.epoch}@2", "owner": "dead"}
+    await claims.insert_one({**claim, "until": utcnow() + timedelta(seconds=30)})
     with pytest.raises(ConcurrentUpdate):
         await repos.conversations.save(saved.model_copy(update={"step": "rating"}))
     assert not await repos.conversations.delete_if_idle("k", utcnow() + timedelta(days=1))
-    # Once it ran out, the next writer takes it over, and retention could delete the rest.
-    await repos.locks.collection.replace_one({"_id": claim["_id"]}, {**claim, "until": NOW})
-    moved = await repos.conversations.save(saved.model_copy(update={"step": "rating"}))
-    assert moved.version == 2
-    assert await repos.locks.collection.count_documents({"name": "conversation:k"}) == 1
-    await repos.locks.forget("conversation:k")  # as an erasure does
-    assert await repos.locks.collection.count_documents({}) == 0
+    # Once it ran out, the next writer takes it over (through a marker), once.
+    await claims.replace_one({"_id": claim["_id"]}, {**claim, "until": NOW})
+    outcomes = await asyncio.gather(
+        *(
+            repos.conversations.save(saved.model_copy(update={"step": s}))
+            for s in ("rating", "text")
+        ),
+        return_exceptions=True,
+    )
+    won = [o for o in outcomes if isinstance(o, Conversation)]
+    assert len(won) == 1
+    assert won[0].version == 2
+    assert await claims.count_documents({"_id": f"{saved.epoch}@2~dead"}) == 1
+    stored = await repos.conversations.get("k")
+    assert stored is not None
+    assert stored.step == won[0].step
     assert await repos.conversations.delete_if_idle("k", utcnow() + timedelta(days=1))
     assert await repos.conversations.get("k") is None
+
+
+async def test_a_deleted_dialogue_is_not_written_back_by_a_copy_from_before(
+    repos: Repositories,
+) -> None:
+    saved = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
+    assert await repos.conversations.erase("k") == 1
+    assert await repos.conversations.erase("k") == 0
+    # Started afresh: a new epoch, so the claims of the one before are not in its way.
+    fresh = await repos.conversations.save(Conversation(id="k", locale="en", step="rating"))
+    assert fresh.epoch != saved.epoch
+    with pytest.raises(ConcurrentUpdate):  # the copy from before the erasure
+        await repos.conversations.save(saved.model_copy(update={"step": "text"}))
+    with pytest.raises(ConcurrentUpdate):
+        await repos.conversations.delete(saved)
+    moved = await repos.conversations.save(fresh.model_copy(update={"step": "text"}))
+    stored = await repos.conversations.get("k")
+    assert stored is not None
+    assert (stored.epoch, stored.version, stored.step) == (
+        fresh.epoch,
+        moved.version,
+        "text",
+    )
+
+
+async def test_an_erasure_gives_up_on_a_dialogue_a_writer_holds(
+    repos: Repositories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(conversations, "DELETE_WAIT", timedelta(seconds=0.3))
+    saved = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
+    await repos.conversation_versions.collection.insert_one(
+        {"_id": f"{saved.epoch}@2", "owner": "busy", "until": utcnow() + timedelta(seconds=30)}
+    )
+    with pytest.raises(Busy):
+        await repos.conversations.erase("k")
+    assert await repos.conversations.get("k") is not None  # left for the erasure's next run
+
+
+async def test_a_dialogue_stored_before_epochs_is_written_with_the_claims_of_before(
+    repos: Repositories,
+) -> None:
+    await repos.conversations.collection.insert_one(
+        {"_id": "k", "locale": "en", "step": "category", "version": 3, "updated_at": NOW}
+    )
+    old = await repos.conversations.get("k")
+    assert old is not None
+    assert old.epoch is None
+    moved = await repos.conversations.save(old.model_copy(update={"step": "rating"}))
+    assert moved.version == 4
+    assert moved.epoch is not None
+    with pytest.raises(ConcurrentUpdate):
+        await repos.conversations.save(old.model_copy(update={"step": "text"}))
+    assert await repos.locks.collection.count_documents({}) == 0  # claimed, then dropped
+    again = await repos.conversations.save(moved.model_copy(update={"step": "text"}))
+    assert (again.version, again.epoch) == (5, moved.epoch)
+    assert await repos.conversation_versions.collection.count_documents({}) == 1
 
 
 async def test_ticket_references_are_unique_under_concurrency(repos: Repositories) -> None:
@@ -603,3 +728,72 @@ async def test_erasing_consents_forgets_the_state_in_force(repos: Repositories) 
     assert await repos.consents.delete_for_customer("gone") == 1
     assert await repos.consent_states.collection.count_documents({"_id": "gone"}) == 0
     assert await repos.consents.current("gone") == {}
+
+
+async def test_a_copy_from_before_an_erasure_is_refused_by_the_dialogue_started_afresh(
+    repos: Repositories,
+) -> None:
+    """Stored before epochs, erased, started afresh (with an epoch) and at the same version
+    again: the old copy's claim of before is free, but the stored dialogue is not the one
+    it copied."""
+    await repos.conversations.collection.insert_one(
+        {
+            "_id": "k",
+            "locale": "en",
+            "step": "summary",
+            "answers": {"contact": {"phone": "+8613800000000"}},
+            "customer_id": "c1",
+            "version": 1,
+            "updated_at": utcnow(),
+        }
+    )
+    stale = await repos.conversations.get("k")  # another device, in the middle of a step
+    assert stale is not None
+    assert await repos.conversations.erase("k") == 1
+    await repos.locks.forget("conversation:k")  # as PrivacyService.erase does
+    fresh = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
+    assert fresh.version == 1
+    with pytest.raises(ConcurrentUpdate):
+        await repos.conversations.save(stale.model_copy(update={"step": "done"}))
+    stored = await repos.conversations.get("k")
+    assert stored is not None
+    assert (stored.epoch, stored.answers, stored.customer_id) == (fresh.epoch, {}, None)
+
+
+async def test_a_dialogue_stored_at_version_0_is_deleted_too(repos: Repositories) -> None:
+    await repos.conversations.insert(Conversation(id="k", locale="en", step="text"))
+    assert await repos.conversations.erase("k") == 1
+    assert await repos.conversations.get("k") is None
+    await repos.conversations.insert(Conversation(id="k", locale="en", step="text"))
+    assert await repos.conversations.delete_if_idle("k", utcnow() + timedelta(days=1))
+    assert await repos.conversations.get("k") is None
+
+
+async def test_a_dead_claim_swept_during_its_takeover_is_not_held_twice(
+    repos: Repositories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A taker of a dead writer's claim wins the marker; the dead claim is swept meanwhile
+    and another writer claims the version afresh: one of the two writes it, not both."""
+    saved = await repos.conversations.save(Conversation(id="k", locale="en", step="category"))
+    claims = repos.conversation_versions.collection
+    key = f"{saved.epoch}@2"
+    await claims.insert_one({"_id": key, "owner": "dead", "until": NOW})
+    real_claim_once = claim_once
+    other: list[asyncio.Task[Conversation]] = []
+
+    async def marker_then_sweep(*args: Any, **kwargs: Any) -> Claim:
+        won = await real_claim_once(*args, **kwargs)
+        await claims.delete_one({"_id": key})  # swept
+        other.append(
+            asyncio.create_task(repos.conversations.save(saved.model_copy(update={"step": "text"})))
+        )
+        await asyncio.sleep(0.2)  # the other writer claims afresh and writes
+        return won
+
+    monkeypatch.setattr(conversations, "claim_once", marker_then_sweep)
+    with pytest.raises(ConcurrentUpdate):
+        await repos.conversations.save(saved.model_copy(update={"step": "rating"}))
+    assert (await other[0]).version == 2
+    stored = await repos.conversations.get("k")
+    assert stored is not None
+    assert (stored.version, stored.step) == (2, "text")
