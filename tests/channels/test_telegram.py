@@ -349,8 +349,11 @@ async def test_stickers_voice_and_locations_get_a_polite_answer(
 
 
 async def test_flooding_gets_one_friendly_notice(settings: Settings, fake: FakeTelegram) -> None:
+    # The limiter counts in windows aligned to the clock, weighing the one before: a run
+    # across two 60 s windows (1 in 60) let a fourth message through. An hour's window
+    # makes that 1 in 3,600.
     configured = telegram_settings(
-        settings, fake, telegram_flood_messages=3, telegram_flood_seconds=60
+        settings, fake, telegram_flood_messages=3, telegram_flood_seconds=3600
     )
     async with running(configured, fake) as service:
         customer = TelegramCustomer(fake, service, 5010)
