@@ -3,8 +3,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -19,12 +17,6 @@ from bot.storage.database import LocalLocks, Repository
 def record_id(customer_id: str, seq: int) -> str:
     """A ledger record's `_id`: whether number `seq` exists is one look-up by `_id`."""
     return f"{customer_id}:{seq}"
-
-
-# The consent states a process keeps at hand (ConsentStateRepository.known): how many, and
-# how long (each names a customer).
-KNOWN_STATES = 2048
-KNOWN_FOR_SECONDS = 600.0
 
 
 class ConsentState(BaseModel):
@@ -44,34 +36,10 @@ class ConsentStateRepository(Repository[ConsentState]):
     collection_name = "consent_state"
     model = ConsentState
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        # States this process read or wrote lately, each checked before use as a stored
-        # one is (ConsentRepository._state): one read a use instead of two. Bounded, and
-        # kept only a while. customer id -> (state, when: time.monotonic())
-        self._known: OrderedDict[str, tuple[ConsentState, float]] = OrderedDict()
-
     async def begin(self, customer_id: str) -> None:
         """A new customer's state: none given yet (so their first answer needs no search)."""
         with contextlib.suppress(DuplicateKeyError):
             await self.collection.insert_one({"_id": customer_id, "seq": 0, "records": {}})
-            self.remember(ConsentState(_id=customer_id, seq=0, records={}))
-
-    def known(self, customer_id: str) -> ConsentState | None:
-        """The state this process last read or wrote, if lately; not checked."""
-        known = self._known.get(customer_id)
-        if known is None or time.monotonic() - known[1] >= KNOWN_FOR_SECONDS:
-            return None
-        return known[0]
-
-    def remember(self, state: ConsentState) -> None:
-        self._known[state.customer_id] = (state, time.monotonic())
-        self._known.move_to_end(state.customer_id)
-        while len(self._known) > KNOWN_STATES:
-            self._known.popitem(last=False)
-
-    def forget(self, customer_id: str) -> None:
-        self._known.pop(customer_id, None)
 
 
 APPEND_TRIES = 50  # numbers taken by writers in other processes at the same moment
@@ -132,7 +100,6 @@ class ConsentRepository(Repository[ConsentRecord]):
         return None if doc is None else doc["at"]
 
     async def delete_for_customer(self, customer_id: str) -> int:
-        self.states.forget(customer_id)
         deleted = (await self.collection.delete_many({"customer_id": customer_id})).deleted_count
         await self.states.collection.delete_one({"_id": customer_id})
         return deleted
@@ -143,26 +110,15 @@ class ConsentRepository(Repository[ConsentRecord]):
         return {ConsentPurpose(purpose): self._load(doc) for purpose, doc in state.records.items()}
 
     async def _state(self, customer_id: str) -> ConsentState:
-        """The customer's state, complete: no ledger record after its `seq`. The one this
-        process knows, if it still is; else the stored one, if it is; else rebuilt."""
-        known = self.states.known(customer_id)
-        if known is not None and await self._complete(known):
-            return known
         doc = await self.states.collection.find_one({"_id": customer_id})
         if doc is not None:
             state = ConsentState.model_validate(doc)
-            if await self._complete(state):
-                self.states.remember(state)
+            after = await self.collection.find_one(
+                {"_id": record_id(customer_id, state.seq + 1)}, projection={"_id": 1}
+            )
+            if after is None:
                 return state
         return await self._rebuild(customer_id)  # none yet, or behind the ledger
-
-    async def _complete(self, state: ConsentState) -> bool:
-        """Whether no ledger record follows the state's: records are never changed, so
-        then it is the state in force."""
-        after = await self.collection.find_one(
-            {"_id": record_id(state.customer_id, state.seq + 1)}, projection={"_id": 1}
-        )
-        return after is None
 
     async def _rebuild(self, customer_id: str) -> ConsentState:
         records: dict[str, dict[str, Any]] = {}
@@ -177,4 +133,3 @@ class ConsentRepository(Repository[ConsentRecord]):
 
     async def _save(self, state: ConsentState) -> None:
         await self._put(state.model_dump(by_alias=True), self.states.collection)
-        self.states.remember(state)

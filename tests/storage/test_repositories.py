@@ -722,36 +722,6 @@ async def test_a_state_that_missed_a_record_is_rebuilt_not_believed(
     assert (await repos.consents.append(consent("old", ConsentPurpose.LICENCE, False))).seq == 2
 
 
-async def test_a_process_checks_the_consent_state_it_knows_against_the_ledger(
-    database: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    one, other = Repositories.create(database), Repositories.create(database)
-    await one.consents.append(consent("c", ConsentPurpose.EXPANDED_USE, True))
-    await other.consents.append(consent("c", ConsentPurpose.EXPANDED_USE, False))  # withdrawn
-    assert (await one.consents.current("c"))[ConsentPurpose.EXPANDED_USE].granted is False
-    appended = await one.consents.append(consent("c", ConsentPurpose.LICENCE, True))
-    assert appended.seq == 3
-    # What it knows now is complete: the stored state is not read again, only the ledger
-    # (that nothing follows it).
-    states = one.consent_states.collection
-    real = states.find_one
-    reads: list[object] = []
-
-    async def find_one(*args: Any, **kwargs: Any) -> Any:
-        reads.append(args)
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(states, "find_one", find_one)
-    current = await one.consents.current("c")
-    assert (current[ConsentPurpose.LICENCE].granted, reads) == (True, [])
-    await other.consents.append(consent("c", ConsentPurpose.LICENCE, False))
-    assert (await one.consents.current("c"))[ConsentPurpose.LICENCE].granted is False
-    assert len(reads) == 1
-    # Erased here: nothing known is used for the customer any more.
-    await one.consents.delete_for_customer("c")
-    assert await one.consents.current("c") == {}
-
-
 async def test_erasing_consents_forgets_the_state_in_force(repos: Repositories) -> None:
     await repos.consents.append(consent("gone", ConsentPurpose.PROCESSING, True))
     assert await repos.consent_states.collection.count_documents({"_id": "gone"}) == 1
