@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from pymongo.errors import OperationFailure
 
 from bot.app import Container, build_app
 from bot.domain.models import (
@@ -34,6 +35,7 @@ from bot.domain.models import (
     new_id,
 )
 from bot.domain.privacy import conversation_key
+from bot.services import retention as retention_module
 from bot.services.retention import RULES, RetentionReport, RetentionService
 from bot.storage import conversations
 from bot.storage.uploads import Upload
@@ -476,6 +478,7 @@ async def snapshot(container: Container) -> dict[str, list[dict[str, Any]]]:
 
 
 LATER = {"days": 4 * 365}  # past every period
+LATE = timedelta(hours=1)  # a claim that ran out this long ago is swept
 
 
 @pytest.fixture
@@ -610,6 +613,54 @@ async def test_c4_3_the_service_runs_the_job_and_retries_a_failed_round(
     assert sample(container, "feedback_retention_rounds_total", outcome="failed") == 1
     assert sample(container, "feedback_retention_rounds_total", outcome="ok") >= 1
     assert sample(container, "feedback_retention_removed_total", rule="refusals") == 1
+
+
+async def test_version_claims_are_swept_between_rounds_and_a_failed_sweep_is_tried_again(
+    container: Container, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention_module, "CLAIM_SWEEP_SECONDS", 0.05)
+    claims = container.repos.conversation_versions
+    await claims.collection.insert_one({"_id": "e@2", "owner": "o", "until": clock() - LATE})
+    retention = container.retention
+    retention.first_delay = 3600  # no round in this test: the sweeps run by themselves
+    real_sweep = claims.sweep
+    failures = [OperationFailure("a server error")]
+
+    async def fails_once(now: datetime) -> int:
+        if failures:
+            raise failures.pop()
+        return await real_sweep(now)
+
+    monkeypatch.setattr(claims, "sweep", fails_once)
+    task = asyncio.create_task(retention.run_periodically(3600))
+
+    async def swept() -> bool | None:
+        return await claims.collection.count_documents({}) == 0 or None
+
+    await eventually(swept, "the claim that ran out to be swept")
+    assert not failures
+    assert not task.done()  # the failed sweep did not end the job
+    retention.stop()
+    await asyncio.wait_for(task, 2)
+
+
+async def test_stop_is_heard_after_a_round_longer_than_the_interval(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retention = container.retention
+    retention.first_delay = 0
+    rounds = 0
+
+    async def slow_round(now: datetime) -> RetentionReport:
+        nonlocal rounds
+        rounds += 1
+        retention.stop()  # asked to stop while a round runs past the interval
+        await asyncio.sleep(0.2)
+        return RetentionReport()
+
+    monkeypatch.setattr(retention, "sweep", slow_round)
+    await asyncio.wait_for(retention.run_periodically(0.01), 2)
+    assert rounds == 1
 
 
 async def test_c4_3_the_job_starts_with_the_app(container: Container, clock: FixedClock) -> None:

@@ -435,18 +435,19 @@ class RetentionService:
     ) -> None:
         """A round shortly after `ready`, then every `interval_seconds` (sooner while a
         backlog lasts) until stop(). A failed round is logged and tried again next time.
-        Between rounds, every CLAIM_SWEEP_SECONDS, the dialogues' version claims that
-        ran out are swept (in every process: one statement, and the claims come at the
-        rate of dialogue steps, too many to leave to an hourly round)."""
+        Besides, every CLAIM_SWEEP_SECONDS, the dialogues' version claims that ran out
+        are swept (in every process: one statement, and the claims come at the rate of
+        dialogue steps, too many to leave to an hourly round)."""
         if ready is not None:
             await ready.wait()
         loop = asyncio.get_running_loop()
         next_round = loop.time() + self.first_delay
-        while not await self._stopped_within(
-            max(0.0, min(next_round - loop.time(), CLAIM_SWEEP_SECONDS))
-        ):
-            if loop.time() < next_round:
+        next_sweep = loop.time() + CLAIM_SWEEP_SECONDS
+        while not await self._stopped_within(min(next_round, next_sweep) - loop.time()):
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + CLAIM_SWEEP_SECONDS
                 await self._sweep_claims()
+            if loop.time() < next_round:
                 continue
             next_round = loop.time() + interval_seconds
             try:
@@ -459,20 +460,29 @@ class RetentionService:
                 next_round = loop.time() + min(interval_seconds, BACKLOG_PAUSE_SECONDS)
 
     async def _sweep_claims(self) -> None:
+        """Never ends the job: a sweep that fails is tried again next time."""
         try:
             await self.repos.conversation_versions.sweep(self.clock())
         except DatabaseUnavailable:
             log.info("version claims not swept: database unavailable; next time")
+        except Exception:
+            log.exception("version claims not swept; next time")
 
     def stop(self) -> None:
         """The periodic task ends after the round in hand."""
         self._stopping.set()
 
     async def _stopped_within(self, seconds: float) -> bool:
+        """Whether stop() was called by the end of `seconds` (at once if it was already:
+        with no time left, asyncio's wait_for times out even on a set event)."""
+        if self._stopping.is_set():
+            return True
+        if seconds <= 0:
+            return False
         try:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
         except TimeoutError:
-            return False
+            return self._stopping.is_set()
         return True
 
 
