@@ -185,18 +185,16 @@ class ConversationRepository(Repository[Conversation]):
             # Written, or being written; or (gone) swept: written long ago.
             return None
         # Run out: written long ago (this copy is stale), or its writer died before
-        # writing. Only the stored version tells. A dead writer's claim is taken over
-        # through a marker, where exactly one taker wins (claim_once), then written over
-        # with ours if it is still the dead one, as claim_once does.
+        # writing. Only the stored version tells. A dead writer's claim is taken over as
+        # claim_once takes over any claim that ran out (through a marker, where exactly
+        # one taker wins); then the version is read again, as a taker before us may
+        # have written it.
         if not await self._still_at(conversation):
             return None
-        dead = held.get("owner")
-        if await claim_once(claims, {**mine, "_id": f"{key}~{dead}"}, now) is not Claim.MINE:
+        if await claim_once(claims, mine, now) is not Claim.MINE:
             return None
-        again: Doc | None = await claims.find_one({"_id": key}, projection={"owner": 1})
-        if again is None or again.get("owner") != dead or not await self._still_at(conversation):
-            return None  # swept and claimed afresh, or written by a taker before us
-        await claims.replace_one({"_id": key}, mine)
+        if not await self._still_at(conversation):
+            return None
         return now + CLAIM_TTL
 
     async def _still_at(self, conversation: Conversation) -> bool:
