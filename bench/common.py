@@ -327,6 +327,30 @@ def echo_server(workdir: Path, *args: str) -> Iterator[Child]:
         child.stop()
 
 
+@contextmanager
+def bare_telegram_bot(workdir: Path, api: str, token: str, *, webhook: bool) -> Iterator[Child]:
+    """bench/telegram_bare_bot.py: the bare aiogram bot to compare the service with."""
+    port = free_port()
+    log = workdir / f"bare-bot-{port}.log"
+    mode = ["--mode", "webhook", "--secret", TELEGRAM_SECRET] if webhook else ["--mode", "polling"]
+    argv = [sys.executable, str(BENCH / "telegram_bare_bot.py"), "--api", api, "--token", token]
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            [*argv, "--port", str(port), *mode],
+            cwd=ROOT,
+            env=service_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    child = Child(process, port, log)
+    try:
+        wait_http(child.base + "/healthz", process, log)
+        yield child
+    finally:
+        child.stop()
+
+
 class NodeLoad:
     """bench/load.mjs as a child: JSON commands on stdin, one JSON line back per command."""
 
