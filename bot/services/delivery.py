@@ -32,6 +32,7 @@ from bot.domain.models import (
 )
 from bot.metrics import Metrics
 from bot.storage import DatabaseUnavailable, Repositories
+from bot.storage.locks import Lock, LockRepository
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,63 @@ Clock = Callable[[], datetime]
 # How often a running dispatcher puts back outbox entries a dead process did not write
 # (MessageRepository.restore_outbox, a scan of all messages); also once at its start.
 RESTORE_SECONDS = 300.0
+
+
+# A customer's messages behind a head that another dispatcher holds are left out of the
+# due list for this long (dispatch_once).
+FOLLOWER_PAUSE = timedelta(seconds=1)
+
+
+class _KeptLease:
+    """A dispatcher's lock on a message, renewed every third of its length for as long as
+    the message is in hand (a Bot API call may take longer than the lease: aiogram waits
+    60 s), so no other dispatcher takes it over and sends it again meanwhile. Released
+    on exit, unless `keep_on_exit` was called (then it runs out by itself)."""
+
+    def __init__(
+        self, locks: LockRepository, lock: Lock, ttl: timedelta, clock: Callable[[], datetime]
+    ) -> None:
+        self.locks = locks
+        self.lock: Lock | None = lock
+        self.ttl = ttl
+        self.clock = clock
+        self.lost = False
+        self._release = True
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def keep_on_exit(self) -> None:
+        self._release = False
+
+    async def _renew(self) -> None:
+        while self.lock is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), self.ttl.total_seconds() / 3)
+            if self._done.is_set():
+                return
+            try:
+                renewed = await self.locks.renew(self.lock, self.ttl, now=self.clock())
+            except DatabaseUnavailable:
+                if self.clock() < self.lock.until:
+                    continue
+                renewed = None
+            if renewed is None:
+                self.lost = True
+                log.warning("delivery lease lost while sending")
+            self.lock = renewed
+
+    async def __aenter__(self) -> _KeptLease:
+        self._task = asyncio.create_task(self._renew())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Stopped and waited for, not cancelled: a renewal on its way would otherwise land
+        # after the release and hold the message's lock for another lease.
+        self._done.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.lock is not None and self._release:
+            await self.locks.release(self.lock)
 
 
 @dataclass(frozen=True)
@@ -140,7 +198,15 @@ class DeliveryService:
     async def dispatch_once(self) -> bool:
         """Send and settle one due message. False when nothing is due (or all are taken)."""
         now = self.clock()
+        held_elsewhere: set[str] = set()  # customers whose head another dispatcher has
         for listed in await self.repos.messages.due(now, limit=20):
+            if listed.customer_id in held_elsewhere:
+                # Behind a head in another dispatcher's hands (sending, or its process died
+                # and the lease has yet to run out): out of the due list for a moment, so
+                # that a customer with a long queue cannot fill every batch and hold up
+                # everyone else's messages for the lease.
+                await self.repos.messages.defer(listed.id, at=now + FOLLOWER_PAUSE)
+                continue
             # One customer's messages arrive in the order they were written: the head of
             # their queue goes first, even when it is beyond this batch; the others wait for
             # it outside the due list. Left in it, they filled every batch while their heads
@@ -155,9 +221,13 @@ class DeliveryService:
             lock = await self.repos.locks.acquire(
                 f"delivery:{candidate.id}", self.lease, now=now, owner=self.owner
             )
-            if lock is None:
-                continue  # another dispatcher has it
-            try:
+            if lock is None:  # another dispatcher has it
+                held_elsewhere.add(listed.customer_id)
+                if listed.id != candidate.id:
+                    await self.repos.messages.defer(listed.id, at=now + FOLLOWER_PAUSE)
+                continue
+            lease = _KeptLease(self.repos.locks, lock, self.lease, self.clock)
+            async with lease:
                 # Re-read under the lock: it may have been sent since the candidate was listed.
                 message = await self.repos.messages.get(candidate.id)
                 if (
@@ -166,13 +236,11 @@ class DeliveryService:
                     or message.delivery.next_attempt_at > now
                 ):
                     continue
-                await self._send(message)
+                await self._send(message, lease)
                 return True
-            finally:
-                await self.repos.locks.release(lock)
         return False
 
-    async def _send(self, message: Message) -> None:
+    async def _send(self, message: Message, lease: _KeptLease) -> None:
         channel = message.channel.value
         customer = await self.repos.customers.get(message.customer_id)
         sender = self.senders.get(message.channel)
@@ -187,16 +255,16 @@ class DeliveryService:
             except Exception as exc:  # a sender bug must not stop delivery of everything else
                 log.exception("sender failed", extra={"message_id": message.id})
                 result = RetryLater(f"sender error: {type(exc).__name__}")
-        await self._settle(message, result)
+        await self._settle(message, result, lease)
 
-    async def _settle(self, message: Message, result: SendResult) -> None:
+    async def _settle(self, message: Message, result: SendResult, lease: _KeptLease) -> None:
         channel = message.channel.value
         now = self.clock()
         attempts = message.delivery.attempts + 1
         if isinstance(result, RetryLater) and result.throttled:
             attempts = message.delivery.attempts
         if isinstance(result, Sent):
-            await self.repos.messages.mark_sent(message.id, attempts=attempts, at=now)
+            await self._mark_sent(message, attempts, now, lease)
             self.metrics.deliveries.labels(channel, "sent").inc()
             self.metrics.delivery_seconds.labels(channel).observe(
                 max(0.0, (now - message.created_at).total_seconds())
@@ -217,6 +285,27 @@ class DeliveryService:
                 message.id, attempts=attempts, at=now + timedelta(seconds=delay), error=result.error
             )
             self.metrics.deliveries.labels(channel, "retry").inc()
+
+    async def _mark_sent(
+        self, message: Message, attempts: int, now: datetime, lease: _KeptLease
+    ) -> None:
+        """The channel took the message: record it, however long the database takes to
+        come back, while the lease is kept. Released unrecorded, the message would still
+        be pending, and the next dispatcher would send it again at once."""
+        pause = 0.2
+        while True:
+            try:
+                await self.repos.messages.mark_sent(message.id, attempts=attempts, at=now)
+                break
+            except DatabaseUnavailable:
+                if self._stopping or lease.lost:
+                    # Left to the lease (not released): nobody sends it again before it
+                    # runs out, and the mark may still land meanwhile.
+                    lease.keep_on_exit()
+                    raise
+                log.warning("sent, not yet recorded; retrying", extra={"message_id": message.id})
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _exhausted(
         self, message: Message, result: RetryLater, attempts: int, now: datetime

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pymongo.errors import AutoReconnect
 
 from bot.app import Container
 from bot.config import Settings
-from bot.domain.models import Channel, Customer, DeliveryState
+from bot.domain.models import Channel, Customer, DeliveryState, Message
 from bot.metrics import Metrics
-from bot.services.delivery import DeliveryService, RetryLater, Sent, Undeliverable
+from bot.services.delivery import DeliveryService, RetryLater, SendResult, Sent, Undeliverable
 from bot.storage import Database, Repositories
 from tests.support import FixedClock, RecordingSender, eventually
 
@@ -282,3 +287,90 @@ async def test_an_entry_whose_message_was_deleted_does_not_block_the_queue(
     assert [m.id for m in sender.sent] == [second.id]
     assert await container.repos.outbox.collection.count_documents({}) == 0
     assert first.id not in {m.id for m in sender.sent}
+
+
+class HangingSender:
+    """A channel call that takes as long as the test says (a slow Bot API: aiogram waits
+    60 s for an answer)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.sent: list[Message] = []
+
+    async def send(self, message: Message, customer: Customer) -> SendResult:
+        self.started.set()
+        await self.release.wait()
+        self.sent.append(message)
+        return Sent()
+
+
+async def test_a_send_longer_than_the_lease_keeps_it_and_is_sent_once(
+    container: Container, clock: FixedClock
+) -> None:
+    message = await container.delivery.enqueue(await customer(container), "hello", kind="reply")
+    slow, fast = HangingSender(), RecordingSender()
+    a = DeliveryService(container.repos, Metrics(), clock, lease_seconds=0.3)  # renewed / 0.1 s
+    b = DeliveryService(container.repos, Metrics(), clock, lease_seconds=0.3)
+    a.register(Channel.TELEGRAM, slow)
+    b.register(Channel.TELEGRAM, fast)
+    in_a = asyncio.create_task(a.dispatch_once())
+    await asyncio.wait_for(slow.started.wait(), 10)
+    for _ in range(4):  # the call outlasts its first lease twice over
+        clock.advance(seconds=0.2)
+        await asyncio.sleep(0.3)  # a renewal or more meanwhile
+    assert await b.dispatch_once() is False  # still held: not taken over
+    slow.release.set()
+    assert await asyncio.wait_for(in_a, 10) is True
+    assert await b.dispatch_once() is False
+    assert [m.id for m in slow.sent] == [message.id]
+    assert fast.sent == []
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.SENT
+
+
+async def test_a_sent_message_whose_mark_failed_once_is_not_sent_again(
+    container: Container, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = await container.delivery.enqueue(await customer(container), "hello", kind="reply")
+    messages = container.repos.messages.collection
+    real = type(messages).update_one
+    failures = [AutoReconnect("connection reset (the database restarting)")]
+
+    async def blip(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self is messages and failures:
+            raise failures.pop()
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(messages), "update_one", blip)
+    assert await container.delivery.drain() == 1  # sent; the mark was written on a retry
+    assert await container.delivery.drain() == 0
+    assert [m.id for m in sender.sent] == [message.id]
+    stored = await container.repos.messages.get(message.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.SENT
+
+
+async def test_a_long_queue_behind_a_held_head_does_not_hold_up_other_customers(
+    container: Container, clock: FixedClock, sender: RecordingSender
+) -> None:
+    busy = await customer(container, "1")
+    other = await customer(container, "2")
+    head = await container.delivery.enqueue(busy, "m0", kind="reply")
+    for n in range(1, 21):  # more than a batch of due messages
+        await container.delivery.enqueue(busy, f"m{n}", kind="reply")
+    clock.advance(seconds=1)
+    await container.delivery.enqueue(other, "for another chat", kind="reply")
+    # A dispatcher of a process that was killed while sending the head: its lease.
+    held = await container.repos.locks.acquire(
+        f"delivery:{head.id}", timedelta(seconds=30), now=clock(), owner="dead"
+    )
+    assert held is not None
+    for _ in range(3):
+        clock.advance(seconds=2)
+        await container.delivery.drain()
+    assert sender.texts() == ["for another chat"]  # not waiting for the dead lease
+    clock.advance(seconds=30)
+    await container.delivery.drain()
+    assert sender.texts() == ["for another chat", *(f"m{n}" for n in range(21))]
