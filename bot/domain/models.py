@@ -282,6 +282,11 @@ class PrivacyRequest(Model):
     pending: list[dict[str, Any]] = Field(default_factory=list)
 
 
+# How many of a dialogue's latest inputs are remembered (Conversation.recent_inputs): more
+# than a channel's resends can lag behind (the widget resends one input at a time).
+RECENT_INPUTS = 32
+
+
 class Conversation(Model):
     """The dialogue state of one customer, stored so a flow resumes anywhere."""
 
@@ -298,6 +303,10 @@ class Conversation(Model):
     # meet the claims of the one before. None: stored before epochs existed.
     epoch: str | None = None
     last_input: str | None = None  # idempotency key of the input that made this version
+    # The keys of the inputs that made the last RECENT_INPUTS versions, oldest first: a
+    # copy of one of them arriving late (its first delivery was slow, the channel sent it
+    # again meanwhile, and later inputs followed) is known as applied, not applied again.
+    recent_inputs: list[str] = Field(default_factory=list)
     # The idempotency key of the input that made the customer's export file: the same
     # input delivered again (its answer, which carried the file, failed) makes it again.
     export_input: str | None = None
@@ -308,6 +317,17 @@ class Conversation(Model):
     # was made here and never stored. ConversationRepository reads the stored version
     # again before it writes a copy held long.
     _read_at: float | None = PrivateAttr(default=None)
+
+    def applied(self, key: str | None) -> bool:
+        """Whether the input with this idempotency key made one of the recent versions."""
+        return key is not None and (key == self.last_input or key in self.recent_inputs)
+
+    def made_by(self, key: str | None, **update: Any) -> Conversation:
+        """A copy with `update`, recording `key` as the input that makes its next version."""
+        recent = self.recent_inputs
+        if key is not None and key not in recent:
+            recent = [*recent, key][-RECENT_INPUTS:]
+        return self.model_copy(update={**update, "last_input": key, "recent_inputs": recent})
 
     def __eq__(self, other: object) -> bool:
         # Equal when the same dialogue state, however long ago each copy was read.

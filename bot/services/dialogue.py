@@ -184,9 +184,7 @@ class DialogueService:
         if customer is None:
             return [self._say(locale, Text(NOTHING_HELD)), *self._where(locale, conversation)]
         outcome = self.privacy_menu.open()
-        saved = await self.repos.conversations.save(
-            conversation.model_copy(update={"aside": outcome.aside, "last_input": key})
-        )
+        saved = await self.repos.conversations.save(conversation.made_by(key, aside=outcome.aside))
         return await self._here(locale, saved, customer)
 
     async def _privacy_input(
@@ -204,10 +202,10 @@ class DialogueService:
         if outcome.erased:
             # Everything about them is gone, the dialogue state with it: store nothing.
             return [replace(reply, erased=True) for reply in replies]
-        update: dict[str, Any] = {"aside": outcome.aside, "last_input": key}
+        update: dict[str, Any] = {"aside": outcome.aside}
         if outcome.file is not None:
             update["export_input"] = key
-        saved = await self.repos.conversations.save(conversation.model_copy(update=update))
+        saved = await self.repos.conversations.save(conversation.made_by(key, **update))
         if outcome.aside is None:  # closed: back to the question they were at, if any
             replies += self._where(locale, saved)
         return replies
@@ -289,11 +287,11 @@ class DialogueService:
                 known.append(await self._customer_of(conversation, channel, external_id))
             return known[0]
 
-        if idempotency_key is not None and conversation.last_input == idempotency_key:
-            # The same input delivered again (a channel retrying after a failure): it was
-            # applied once already, so only show where the customer is now; or, when it
-            # asked for their export, make the file again: the answer that failed may
-            # have been the one that carried it.
+        if conversation.applied(idempotency_key):
+            # The same input delivered again (a channel retrying after a failure, or a late
+            # copy of it after later inputs): it was applied once already, so only show
+            # where the customer is now; or, when it asked for their export, make the file
+            # again: the answer that failed may have been the one that carried it.
             customer = await who()
             if conversation.export_input == idempotency_key and customer is not None:
                 outcome = await self.privacy_menu.export(customer)
@@ -414,7 +412,7 @@ class DialogueService:
     async def _store(
         self, transition: Transition, customer: Customer | None, input_key: str | None
     ) -> None:
-        conversation = transition.conversation.model_copy(update={"last_input": input_key})
+        conversation = transition.conversation.made_by(input_key)
         if customer is None and transition.ended:
             # Declined (or cancelled) before agreeing to anything: keep nothing.
             await self.repos.conversations.delete(conversation)

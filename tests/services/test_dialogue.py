@@ -9,8 +9,16 @@ import pytest
 from bot.app import Container
 from bot.config import Settings
 from bot.domain.flow import Command, Input
-from bot.domain.models import Attachment, Channel, ConsentPurpose, TicketStatus
+from bot.domain.models import (
+    RECENT_INPUTS,
+    Attachment,
+    Channel,
+    ConsentPurpose,
+    Conversation,
+    TicketStatus,
+)
 from bot.domain.privacy import NOTICE_VERSION, conversation_key, text_hash
+from bot.services.dialogue import Rendered
 from tests.services.chat import Chat
 from tests.support import FixedClock, RecordingSender
 
@@ -274,6 +282,43 @@ async def test_an_input_delivered_twice_is_applied_once(container: Container) ->
     assert conversation.step == "text"
     assert conversation.answers["rating"] == 4
     assert "text" not in conversation.answers
+
+
+async def test_a_late_copy_of_an_input_after_later_ones_is_not_applied_again(
+    container: Container,
+) -> None:
+    """A copy of an input that arrives after later inputs (its first delivery was slow,
+    the widget sent it again, and the customer went on) changes nothing: a late /start
+    used to restart the flow and drop the answers given since."""
+    dialogue = container.dialogue
+
+    async def send(inp: Input, key: str) -> list[Rendered]:
+        return await dialogue.handle(Channel.WIDGET, "visitor:late", inp, idempotency_key=key)
+
+    await send(Input.command(Command.START), "start-1")
+    for n, value in enumerate(("yes", "yes", "yes")):
+        await send(Input.choice(value), f"consent-{n}")
+    await send(Input.choice("logistics"), "category-1")
+    again = await send(Input.command(Command.START), "start-1")  # the late copy
+    assert [r.step for r in again] == ["rating"]  # where they are, shown again
+    conversation = await container.repos.conversations.get(
+        conversation_key("widget", "visitor:late")
+    )
+    assert conversation is not None
+    assert conversation.step == "rating"
+    assert conversation.answers["category"] == "logistics"
+    assert conversation.recent_inputs[-2:] == ["consent-2", "category-1"]
+
+
+def test_a_dialogue_remembers_a_bounded_number_of_recent_inputs() -> None:
+    conversation = Conversation(id="widget:visitor:x", locale="en")
+    for n in range(RECENT_INPUTS + 5):
+        conversation = conversation.made_by(f"key-{n}")
+    assert len(conversation.recent_inputs) == RECENT_INPUTS
+    assert conversation.applied(f"key-{RECENT_INPUTS + 4}")
+    assert conversation.applied("key-5")
+    assert not conversation.applied("key-4")  # forgotten: older than the window
+    assert not conversation.applied(None)
 
 
 async def test_words_onto_a_ticket_say_where_the_customer_is_as_current_does(
