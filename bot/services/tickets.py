@@ -128,6 +128,16 @@ class QueuePage:
     pages: int
 
 
+def _came_while_waiting(ticket: Ticket, message: Message) -> bool:
+    """Whether `message` came after the ticket last began to wait for the customer."""
+    waits = [
+        e.at
+        for e in ticket.events
+        if e.kind == "status" and e.to_status is TicketStatus.WAITING_FOR_CUSTOMER
+    ]
+    return bool(waits) and message.created_at >= max(waits)
+
+
 class TicketService:
     def __init__(
         self,
@@ -466,7 +476,14 @@ class TicketService:
             **({"idempotency_key": idempotency_key} if idempotency_key else {}),
         )
         stored = await self.repos.messages.append(message)
-        if stored.created and ticket.status is TicketStatus.WAITING_FOR_CUSTOMER:
+        # The ticket wakes up, and staff are told, once the words are kept. A resend of
+        # words kept before (their answer failed: the ticket's lock was busy, the
+        # database went away, the process died) does what the first try did not: a
+        # ticket still waiting since before the words came is woken now, and staff told.
+        woke = False
+        if ticket.status is TicketStatus.WAITING_FOR_CUSTOMER and (
+            stored.created or _came_while_waiting(ticket, stored.item)
+        ):
             event = TimelineEvent(
                 at=self.clock(),
                 kind="status",
@@ -474,8 +491,8 @@ class TicketService:
                 from_status=ticket.status,
                 to_status=TicketStatus.IN_PROGRESS,
             )
-            await self.repos.tickets.transition(ticket.id, ticket.status, event)
-        if stored.created:
+            woke = await self.repos.tickets.transition(ticket.id, ticket.status, event)
+        if stored.created or woke:
             await self._notify("customer_message", ticket, stored.item)
         return stored
 

@@ -7,6 +7,7 @@ import struct
 import time
 import zlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -15,7 +16,7 @@ import socketio
 
 import bot.channels.widget as widget_channel
 from bot.config import Settings
-from bot.domain.models import Channel, Direction
+from bot.domain.models import Channel, Direction, Message, Ticket, TicketStatus
 from bot.domain.privacy import conversation_key
 from tests.channels.service import Service, serving
 from tests.channels.widget import WidgetVisitor, sign
@@ -599,3 +600,45 @@ async def test_an_answer_to_a_question_no_longer_asked_is_not_applied(
     assert conversation is not None
     assert conversation.step == "rating"
     assert "text" not in conversation.answers
+
+
+async def test_words_kept_but_answered_unavailable_wake_the_ticket_when_sent_again(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    """Words stored whose follow-up failed (the ticket's lock held by another process)
+    are answered `unavailable`; the widget's resend wakes the waiting ticket and tells
+    staff, once. (It used to answer `error`, and the resend, a duplicate, did neither.)"""
+    await visitor.give_feedback()
+    repos, tickets = service.container.repos, service.container.tickets
+    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
+    assert customer is not None
+    ticket = await repos.tickets.latest_open(customer.id)
+    assert ticket is not None
+    await tickets.change_status(ticket.id, TicketStatus.IN_PROGRESS, actor="agent-1")
+    await tickets.change_status(ticket.id, TicketStatus.WAITING_FOR_CUSTOMER, actor="agent-1")
+    heard: list[str] = []
+
+    class Staff:
+        async def customer_message(self, _: Ticket, message: Message) -> None:
+            heard.append(message.text)
+
+    tickets.listeners.append(Staff())
+    words = "Here is the order number: 4711."
+    held = await repos.locks.acquire(f"ticket:{ticket.id}", timedelta(seconds=30))
+    assert held is not None  # another process is changing the ticket
+    first = await visitor.send("text", words, client_id="wake-0001")
+    assert first["ok"] is False
+    assert first["error"]["code"] == "unavailable"
+    await repos.locks.release(held)
+    again = await visitor.send("text", words, client_id="wake-0001")
+    assert again["ok"] is True
+    assert again["duplicate"] is True
+    after = await repos.tickets.get(ticket.id)
+    assert after is not None
+    assert after.status is TicketStatus.IN_PROGRESS
+    assert heard == [words]
+    once_more = await visitor.send("text", words, client_id="wake-0001")
+    assert once_more["duplicate"] is True
+    assert heard == [words]  # told once
+    stored = [m.text for m in await repos.messages.after_seq(customer.id, 0)]
+    assert stored.count(words) == 1

@@ -29,7 +29,7 @@ from bot.storage import DatabaseUnavailable
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.database import LocalLocks
 from bot.storage.inbound import InboundEventRepository
-from bot.storage.locks import Claim
+from bot.storage.locks import Busy, Claim
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 TRANSIENT = (
     DatabaseUnavailable,
     ConcurrentUpdate,
+    Busy,  # a lock held elsewhere (e.g. by a process that died, until it runs out)
     TelegramNetworkError,
     TelegramServerError,
     TelegramRetryAfter,

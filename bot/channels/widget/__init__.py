@@ -46,6 +46,7 @@ from bot.services.delivery import DeliveryService, SendResult, Sent
 from bot.services.dialogue import DialogueService, Rendered
 from bot.storage import DatabaseUnavailable, Repositories
 from bot.storage.conversations import ConcurrentUpdate
+from bot.storage.locks import Busy
 
 
 def failure(exc: BaseException) -> dict[str, str]:
@@ -566,7 +567,8 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     duplicate=True,
                 )
             replies = [prompt_payload(r) for r in handled.replies]
-        except (DatabaseUnavailable, ConcurrentUpdate):
+        except (DatabaseUnavailable, ConcurrentUpdate, Busy):
+            # Passing (a lock held elsewhere included): the widget sends it again.
             return self._fail(visitor, "input", "unavailable")
         except Exception as exc:  # noqa: BLE001 - a bug costs this input, not the connection
             log.error("widget input failed", extra=failure(exc))
