@@ -642,3 +642,18 @@ async def test_words_kept_but_answered_unavailable_wake_the_ticket_when_sent_aga
     assert heard == [words]  # told once
     stored = [m.text for m in await repos.messages.after_seq(customer.id, 0)]
     assert stored.count(words) == 1
+
+
+async def test_blank_words_are_refused_and_nothing_is_stored(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    await visitor.give_feedback()
+    repos = service.container.repos
+    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
+    assert customer is not None
+    before = len(await repos.messages.after_seq(customer.id, 0))
+    for blank in ("   ", "\x00\x07", "\r\n\t"):
+        answer = await visitor.send("text", blank)
+        assert answer["ok"] is False
+        assert answer["error"]["code"] == "invalid"
+    assert len(await repos.messages.after_seq(customer.id, 0)) == before

@@ -36,7 +36,7 @@ from bot.channels.widget.uploads import UploadRejected, receive
 from bot.admission import Admission
 from bot.assets import built_file
 from bot.config import ROOT, Settings
-from bot.domain.flow import Command, Input
+from bot.domain.flow import Command, Input, clean_text
 from bot.domain.models import Attachment, Channel, Customer, Message, utcnow
 from bot.domain.privacy import conversation_key
 from bot.domain.text import Text
@@ -531,6 +531,10 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         limit = channel.settings.text_max_chars
         if payload.kind == "text" and len(payload.value) > limit:
             return self._fail(visitor, "input", "too_large", limit=limit)
+        if payload.kind == "text" and not clean_text(payload.value):
+            # Nothing left once control characters and spaces go (the widget sends no
+            # blank text; another client might): no empty message on a ticket.
+            return self._fail(visitor, "input", "invalid")
         with channel.admission.slot("widget") as admitted:
             if not admitted:  # filled up meanwhile: rare, and then counted
                 return self._busy(visitor, "input")
