@@ -43,6 +43,7 @@ NO_FLOW_HELP = N_(
 LANGUAGE_SET = N_("Language set to English.")
 BACK, CANCEL, HELP = N_("Back"), N_("Cancel"), N_("Help")
 HINT = N_("You can go back or cancel at any time.")
+WORDS = ("text", "file")  # inputs that go onto an open ticket as a message outside a flow
 
 
 @dataclass(frozen=True)
@@ -287,18 +288,9 @@ class DialogueService:
                 known.append(await self._customer_of(conversation, channel, external_id))
             return known[0]
 
-        if conversation.applied(idempotency_key):
-            # The same input delivered again (a channel retrying after a failure, or a late
-            # copy of it after later inputs): it was applied once already, so only show
-            # where the customer is now; or, when it asked for their export, make the file
-            # again: the answer that failed may have been the one that carried it.
-            customer = await who()
-            if conversation.export_input == idempotency_key and customer is not None:
-                outcome = await self.privacy_menu.export(customer)
-                return Handled(
-                    self._menu_replies(customer, outcome) + self._where(locale, conversation)
-                )
-            return Handled(await self._here(locale, conversation, customer))
+        again = await self._again(conversation, inp, idempotency_key, who)
+        if again is not None:
+            return again
 
         if inp.kind == "command" and inp.value == Command.PRIVACY:
             return Handled(await self._open_privacy(conversation, await who(), idempotency_key))
@@ -337,6 +329,36 @@ class DialogueService:
             return Handled([self._say(locale, Text(NO_FLOW_HELP))])
 
         return await self._flow_step(conversation, inp, who, channel, external_id, idempotency_key)
+
+    async def _again(
+        self,
+        conversation: Conversation,
+        inp: Input,
+        key: str | None,
+        who: Callable[[], Awaitable[Customer | None]],
+    ) -> Handled | None:
+        """The answer to an input delivered again, or None: it is new."""
+        locale = conversation.locale
+        if conversation.applied(key):
+            # The same input delivered again (a channel retrying after a failure, or a late
+            # copy of it after later inputs): it was applied once already, so only show
+            # where the customer is now; or, when it asked for their export, make the file
+            # again: the answer that failed may have been the one that carried it.
+            customer = await who()
+            if conversation.export_input == key and customer is not None:
+                outcome = await self.privacy_menu.export(customer)
+                return Handled(
+                    self._menu_replies(customer, outcome) + self._where(locale, conversation)
+                )
+            return Handled(await self._here(locale, conversation, customer))
+        if key is not None and conversation.step is not None and inp.kind in WORDS:
+            # Words sent again that were kept on a ticket before this flow began (their
+            # answer was lost; meanwhile another device started a new feedback): a
+            # duplicate, not the answer to the new flow's question. One read by `_id`.
+            earlier = await self.repos.messages.by_idempotency_key(key, legacy=False)
+            if earlier is not None:
+                return Handled([], Inserted(earlier, created=False))
+        return None
 
     async def _flow_step(
         self,

@@ -657,3 +657,33 @@ async def test_blank_words_are_refused_and_nothing_is_stored(
         assert answer["ok"] is False
         assert answer["error"]["code"] == "invalid"
     assert len(await repos.messages.after_seq(customer.id, 0)) == before
+
+
+async def test_words_sent_again_after_another_device_began_a_flow_are_a_duplicate(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    """Words kept on the ticket whose answer was lost, sent again once the customer's
+    other device has begun a new feedback and reached its text question: a duplicate,
+    not the new feedback's text."""
+    await visitor.give_feedback()
+    words = "The courier left it at the wrong door."
+    first = await visitor.send("text", words, client_id="words-0001")
+    assert first["ok"] is True  # kept; say this answer never arrived
+    laptop = WidgetVisitor(service.url, visitor=visitor.visitor)
+    await laptop.connect()
+    try:
+        await laptop.send("command", "start")
+        await laptop.send("choice", "logistics", step="category")
+        at_text = await laptop.send("choice", "3", step="rating")
+        assert at_text["prompt"]["step"] == "text"
+        again = await visitor.send("text", words, client_id="words-0001")
+    finally:
+        await laptop.disconnect()
+    assert again["ok"] is True
+    assert again["duplicate"] is True
+    assert again["seq"] == first["seq"]
+    key = conversation_key(Channel.WIDGET.value, f"visitor:{visitor.visitor}")
+    conversation = await service.container.repos.conversations.get(key)
+    assert conversation is not None
+    assert conversation.step == "text"  # still asking the new feedback's words
+    assert "text" not in conversation.answers
