@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import hashlib
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -12,7 +13,15 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from bot.domain.models import DeliveryState, Direction, Message
-from bot.storage.database import Inserted, Repository, attachment_refs_in_use
+from bot.storage.database import (
+    DatabaseUnavailable,
+    Inserted,
+    Repository,
+    attachment_refs_in_use,
+)
+
+# How long storing a message's outbox entry is tried through a database outage.
+OUTBOX_RETRY_SECONDS = 15.0
 
 
 def message_id(idempotency_key: str) -> str:
@@ -225,10 +234,25 @@ class MessageRepository(Repository[Message]):
         return await self._highest_seq(customer_id) if last is None else last
 
     async def _to_outbox(self, message: Message) -> None:
-        if message.direction is Direction.OUTBOUND and (
-            message.delivery.state is DeliveryState.PENDING
+        """The stored message's outbox entry. Tried again through a short outage: a
+        message kept without its entry is not seen by the dispatchers (its customer's
+        later messages would go first) until `restore_outbox` finds it."""
+        if message.direction is not Direction.OUTBOUND or (
+            message.delivery.state is not DeliveryState.PENDING
         ):
-            await self.outbox.add(message)
+            return
+        deadline = time.monotonic() + OUTBOX_RETRY_SECONDS
+        pause = 0.1
+        while True:
+            try:
+                await self.outbox.add(message)
+            except DatabaseUnavailable:
+                if time.monotonic() + pause > deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+            else:
+                return
 
     async def restore_outbox(self) -> int:
         """Put back the entries of pending messages that have none (a process died between

@@ -374,3 +374,26 @@ async def test_a_long_queue_behind_a_held_head_does_not_hold_up_other_customers(
     clock.advance(seconds=30)
     await container.delivery.drain()
     assert sender.texts() == ["for another chat", *(f"m{n}" for n in range(21))]
+
+
+async def test_an_outbox_entry_lost_to_a_blip_is_written_again_and_order_holds(
+    container: Container, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    who = await customer(container)
+    outbox = container.repos.outbox.collection
+    real = type(outbox).insert_one
+    failures = [AutoReconnect("connection reset (the database restarting)")]
+
+    async def blip(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self is outbox and failures:
+            raise failures.pop()
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(outbox), "insert_one", blip)
+    # The message is stored, its entry's first insert fails: written on a retry, so the
+    # customer's later messages cannot overtake it.
+    await container.delivery.enqueue(who, "status: in progress", kind="status")
+    assert failures == []
+    await container.delivery.enqueue(who, "reply: fixed, closing", kind="reply")
+    await container.delivery.drain()
+    assert sender.texts() == ["status: in progress", "reply: fixed, closing"]
