@@ -6,8 +6,10 @@ Unset, one process keeps everything in memory. Set, every process:
 - counts the rate limits that protect shared things (widget events and connections per
   address, form posts, console sign-ins, Telegram flood control) in Redis, so N processes
   allow what one would, not N times as much. While Redis cannot be reached, each process
-  counts the limits by itself (logged), and emits reach only this process's own clients:
-  the others see what they missed when they next connect (the history replay).
+  counts the limits by itself (logged), and live emits are lost (python-socketio logs
+  them): widgets and console pages see what they missed when they next connect (the
+  history replay). A customer's message pushed to the widget by delivery is not lost:
+  the push is checked (`checked_publish`) and tried again later.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
 
 import socketio
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -117,6 +122,37 @@ async def close_rate_limits(storage: Storage) -> None:
         await storage.aclose()
 
 
+class PublishFailed(RuntimeError):
+    """An emit inside `checked_publish` did not reach Redis (python-socketio gave up)."""
+
+
+_CHECKED: ContextVar[bool] = ContextVar("checked_publish", default=False)
+
+
+@contextlib.contextmanager
+def checked_publish() -> Iterator[None]:
+    """Emits inside raise PublishFailed when Redis could not take them. python-socketio
+    only logs such a failure and goes on: right for a live view that is redrawn anyway,
+    not for a customer's message that delivery would then count as sent."""
+    token = _CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
+class CheckedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """AsyncRedisManager whose publishing can be checked (`checked_publish`)."""
+
+    async def _publish(self, data: Any) -> Any:
+        # python-socketio's own: two tries, then it logs "giving up" and returns None;
+        # a publish that went through returns Redis's count of receivers (an int).
+        result = await super()._publish(data)
+        if result is None and _CHECKED.get():
+            raise PublishFailed("redis did not take the emit")
+        return result
+
+
 def socketio_manager(settings: Settings) -> socketio.AsyncManager | None:
     """None: python-socketio's default in-memory manager (one process)."""
     if settings.redis_url is None:
@@ -124,7 +160,7 @@ def socketio_manager(settings: Settings) -> socketio.AsyncManager | None:
     # Not write_only: each process both publishes its emits and delivers the others' to
     # the clients connected to it.
     # No socket_timeout: the listener blocks on its subscription between messages.
-    return socketio.AsyncRedisManager(
+    return CheckedRedisManager(
         settings.redis_url, channel=CHANNEL, redis_options={"socket_connect_timeout": 2}
     )
 

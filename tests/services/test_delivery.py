@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
 from pymongo.errors import AutoReconnect
 
 from bot.app import Container
+from bot.channels.widget import WidgetSender
 from bot.config import Settings
 from bot.domain.models import Channel, Customer, DeliveryState, Message
 from bot.metrics import Metrics
 from bot.services.delivery import DeliveryService, RetryLater, SendResult, Sent, Undeliverable
+from bot.sharing import socketio_manager
 from bot.storage import Database, Repositories
-from tests.support import FixedClock, RecordingSender, eventually
+from tests.redis_server import redis_server
+from tests.support import FixedClock, RecordingSender, configured, eventually
 
 
 async def customer(container: Container, external_id: str = "42") -> Customer:
@@ -397,3 +402,29 @@ async def test_an_outbox_entry_lost_to_a_blip_is_written_again_and_order_holds(
     await container.delivery.enqueue(who, "reply: fixed, closing", kind="reply")
     await container.delivery.drain()
     assert sender.texts() == ["status: in progress", "reply: fixed, closing"]
+
+
+async def test_a_widget_push_redis_did_not_take_is_tried_again_not_counted_sent(
+    container: Container, settings: Settings, tmp_path: Path
+) -> None:
+    """With several processes, widget pushes go through Redis; python-socketio only logs
+    a publish that failed. Delivery must not count such a push as sent."""
+    with redis_server(tmp_path) as url:
+        sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            client_manager=socketio_manager(configured(settings, redis_url=url)),
+        )
+        container.delivery.register(Channel.WIDGET, WidgetSender(sio))
+        web = await container.repos.customers.get_or_create(Channel.WIDGET, "visitor:r", "en")
+        pushed = await container.delivery.enqueue(web, "while Redis is up", kind="reply")
+        assert await container.delivery.drain() == 1
+        stored = await container.repos.messages.get(pushed.id)
+        assert stored is not None
+        assert stored.delivery.state is DeliveryState.SENT
+    # Redis is gone now.
+    lost = await container.delivery.enqueue(web, "while Redis is down", kind="reply")
+    assert await container.delivery.drain() == 1
+    stored = await container.repos.messages.get(lost.id)
+    assert stored is not None
+    assert stored.delivery.state is DeliveryState.PENDING  # tried again later
+    assert stored.delivery.last_error == "widget: redis did not take the push"

@@ -42,7 +42,8 @@ from bot.domain.privacy import conversation_key
 from bot.domain.text import Text
 from bot.i18n import I18n
 from bot.metrics import Metrics
-from bot.services.delivery import DeliveryService, SendResult, Sent
+from bot.services.delivery import DeliveryService, RetryLater, SendResult, Sent
+from bot.sharing import PublishFailed, checked_publish
 from bot.services.dialogue import DialogueService, Rendered
 from bot.storage import DatabaseUnavailable, Repositories
 from bot.storage.conversations import ConcurrentUpdate
@@ -156,7 +157,15 @@ class WidgetSender:
 
     async def send(self, message: Message, customer: Customer) -> SendResult:
         room = conversation_key(Channel.WIDGET.value, customer.external_id)
-        await self.sio.emit("message", message_payload(message), room=room, namespace=NAMESPACE)
+        try:
+            with checked_publish():  # through Redis, with several processes
+                await self.sio.emit(
+                    "message", message_payload(message), room=room, namespace=NAMESPACE
+                )
+        except PublishFailed:
+            # Not pushed anywhere (the other processes' widgets, and ours, are reached
+            # through Redis): counted as sent, an open widget would never show it.
+            return RetryLater("widget: redis did not take the push", transient=True)
         return Sent()
 
 
