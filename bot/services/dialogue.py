@@ -374,8 +374,12 @@ class DialogueService:
         transition = flow.handle(conversation, inp, self.config, facts)
         locale = conversation.locale
         if transition.effects or transition.ended:
-            customer = await self._apply(transition, channel, external_id, await who(), locale)
-            await self._store(transition, customer, idempotency_key)
+            # The next version is claimed before the effects: a step from a stale copy
+            # (another device answered first) is refused before it records a consent or
+            # files a ticket, not after.
+            async with self.repos.conversations.next_version(conversation):
+                customer = await self._apply(transition, channel, external_id, await who(), locale)
+                await self._store(transition, customer, idempotency_key)
         else:  # nothing about the customer changes, nor which customer the dialogue is of
             await self._store(transition, None, idempotency_key)
         return Handled([self._render(locale, reply) for reply in transition.replies])

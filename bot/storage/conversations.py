@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import Field
@@ -12,7 +15,13 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.errors import ServerSelectionTimeoutError
 
 from bot.domain.models import Conversation, Model, new_id, utcnow
-from bot.storage.database import Doc, DuplicateKeyError, Repository, WriteNotSent
+from bot.storage.database import (
+    DatabaseUnavailable,
+    Doc,
+    DuplicateKeyError,
+    Repository,
+    WriteNotSent,
+)
 from bot.storage.locks import Busy, Claim, LockRepository, claim_once
 
 # A writer's claim on the next version of a dialogue: far longer than a write takes.
@@ -30,6 +39,19 @@ CLAIM_GRACE = timedelta(minutes=5)
 # Deleting a dialogue waits this long for a writer of it to finish (or for a dead
 # writer's claim to run out and be taken over) before it gives up (Busy).
 DELETE_WAIT = CLAIM_TTL + timedelta(seconds=10)
+
+
+@dataclass
+class _Held:
+    """A version claimed by `next_version`, for the write made inside it."""
+
+    key: str  # "<epoch>@<version>"
+    until: datetime | None = None  # once claimed
+    written: bool = False  # the write was started (it may have reached the server)
+    give_back: bool = False  # nothing was written: drop the claim on the way out
+
+
+_HELD: ContextVar[_Held | None] = ContextVar("conversation_version_held", default=None)
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -141,9 +163,44 @@ class ConversationRepository(Repository[Conversation]):
         return 0
 
     @asynccontextmanager
+    async def next_version(self, conversation: Conversation) -> AsyncIterator[None]:
+        """Inside: this caller is the one writer of the version after `conversation`'s,
+        before it writes it (ConcurrentUpdate if another is, or was). For a step whose
+        effects must not happen from a stale copy (a consent recorded, a ticket filed):
+        they are made inside, and the `save` or `delete` of that version inside writes
+        under this claim. Given back if nothing was written. A dialogue never stored, or
+        stored before epochs, is claimed by its write, as before."""
+        if _never_stored(conversation) or conversation.epoch is None:
+            yield
+            return
+        held = _Held(f"{conversation.epoch}@{conversation.version + 1}")
+        token = _HELD.set(held)
+        try:
+            async with self._writing_next(conversation):
+                try:
+                    yield
+                except BaseException:
+                    if not held.written:  # nothing sent: let the step be tried again now
+                        held.give_back = True
+                    raise
+        finally:
+            _HELD.reset(token)
+
+    @asynccontextmanager
     async def _writing_next(self, conversation: Conversation) -> AsyncIterator[None]:
         """Inside: this caller is the one writer of the version after `conversation`'s
         (a stored one). ConcurrentUpdate if another is, or was."""
+        held = _HELD.get()
+        if conversation.epoch is None or (
+            held is not None and held.key != f"{conversation.epoch}@{conversation.version + 1}"
+        ):
+            held = None  # not the version next_version claims (or none is)
+        if held is not None and held.until is not None:  # written under next_version's claim
+            if utcnow() >= held.until - CLAIM_MARGIN:  # the step took too long
+                raise ConcurrentUpdate(conversation.id)
+            held.written = True
+            yield
+            return
         if conversation.epoch is None:
             async with self._legacy_claim(conversation.id, conversation.version) as claimed:
                 if not claimed:
@@ -160,14 +217,25 @@ class ConversationRepository(Repository[Conversation]):
             utcnow() >= until - CLAIM_MARGIN  # too late to write before it could be taken over
         ):
             raise ConcurrentUpdate(conversation.id)
+        if held is not None:  # next_version's own claim: the write comes later, inside
+            held.until = until
         try:
             yield
         except (WriteNotSent, ServerSelectionTimeoutError):
             # Nothing was written (the write waited for its turn, or for a server, and
             # gave up): let the step be tried again now, not after the claim ran out.
-            if utcnow() < until - CLAIM_MARGIN:
-                await self.claims.collection.delete_one({"_id": key})
+            await self._give_back(key, until)
             raise
+        except BaseException:
+            if held is not None and held.give_back:
+                await self._give_back(key, until)
+            raise
+
+    async def _give_back(self, key: str, until: datetime) -> None:
+        """Drop a claim under which nothing was written, while it is surely still ours."""
+        if utcnow() < until - CLAIM_MARGIN:
+            with contextlib.suppress(DatabaseUnavailable):  # else it runs out
+                await self.claims.collection.delete_one({"_id": key})
 
     async def _claim(self, key: str, conversation: Conversation) -> datetime | None:
         """Claim `key`, version n+1 of `conversation` (at n); its `until`, or None."""

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 
 from bot.app import Container
 from bot.config import Settings
-from bot.domain.flow import Command, Input
+from bot.domain.flow import Command, Facts, Input
 from bot.domain.models import (
     RECENT_INPUTS,
     Attachment,
     Channel,
     ConsentPurpose,
     Conversation,
+    Customer,
     TicketStatus,
 )
 from bot.domain.privacy import NOTICE_VERSION, conversation_key, text_hash
@@ -319,6 +321,43 @@ def test_a_dialogue_remembers_a_bounded_number_of_recent_inputs() -> None:
     assert conversation.applied("key-5")
     assert not conversation.applied("key-4")  # forgotten: older than the window
     assert not conversation.applied(None)
+
+
+async def test_an_answer_refused_as_stale_records_no_consent(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two devices answer the same consent question at once: the one that loses the
+    dialogue's next version records nothing (it used to record its answer, then lose)."""
+    dialogue = container.dialogue
+
+    async def send(inp: Input, key: str) -> list[Rendered]:
+        return await dialogue.handle(Channel.WIDGET, "visitor:two", inp, idempotency_key=key)
+
+    await send(Input.command(Command.START), "start")
+    at = await send(Input.choice("yes", step="notice"), "notice")
+    assert at[-1].step == "expanded_use"
+    real_facts = dialogue._facts
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_facts(customer: Customer | None) -> Facts:
+        facts = await real_facts(customer)
+        if not entered.is_set():  # the phone's answer only: read, then slow
+            entered.set()
+            await release.wait()
+        return facts
+
+    monkeypatch.setattr(dialogue, "_facts", slow_facts)
+    phone = asyncio.create_task(send(Input.choice("yes", step="expanded_use"), "phone"))
+    await asyncio.wait_for(entered.wait(), 10)
+    await send(Input.choice("no", step="expanded_use"), "laptop")  # answered first
+    release.set()
+    await phone
+    customer = await container.repos.customers.find(Channel.WIDGET, "visitor:two")
+    assert customer is not None
+    current = await container.repos.consents.current(customer.id)
+    assert current[ConsentPurpose.EXPANDED_USE].granted is False
+    history = await container.repos.consents.history(customer.id)
+    assert [r.granted for r in history if r.purpose is ConsentPurpose.EXPANDED_USE] == [False]
 
 
 async def test_words_onto_a_ticket_say_where_the_customer_is_as_current_does(

@@ -299,6 +299,39 @@ async def test_a_write_that_was_never_sent_gives_its_claim_back(
     assert moved.version == 2
 
 
+async def test_a_version_claimed_before_a_steps_effects_is_written_under_that_claim(
+    repos: Repositories,
+) -> None:
+    conversations = repos.conversations
+    saved = await conversations.save(Conversation(id="k", locale="en", step="category"))
+    effects: list[str] = []
+    async with conversations.next_version(saved):
+        # Meanwhile a stale writer of the same version is refused, before its effects.
+        with pytest.raises(ConcurrentUpdate):
+            async with conversations.next_version(saved):
+                effects.append("stale")
+        effects.append("mine")
+        moved = await conversations.save(saved.model_copy(update={"step": "rating"}))
+    assert effects == ["mine"]
+    assert moved.version == 2
+    claims = repos.conversation_versions.collection
+    assert {d["_id"] async for d in claims.find()} == {f"{saved.epoch}@2"}  # one claim
+
+
+async def test_a_claimed_version_whose_step_failed_before_writing_is_given_back(
+    repos: Repositories,
+) -> None:
+    conversations = repos.conversations
+    saved = await conversations.save(Conversation(id="k", locale="en", step="category"))
+    with pytest.raises(DatabaseUnavailable):
+        async with conversations.next_version(saved):
+            raise DatabaseUnavailable("an effect could not be recorded")
+    # Tried again at once (not once the claim ran out, 30 s later), it is written.
+    async with conversations.next_version(saved):
+        moved = await conversations.save(saved.model_copy(update={"step": "rating"}))
+    assert moved.version == 2
+
+
 async def test_a_dead_writers_claim_holds_the_next_version_until_it_runs_out(
     repos: Repositories,
 ) -> None:
