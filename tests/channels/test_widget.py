@@ -16,7 +16,7 @@ import socketio
 
 import bot.channels.widget as widget_channel
 from bot.config import Settings
-from bot.domain.models import Channel, Direction, Message, Ticket, TicketStatus
+from bot.domain.models import Channel, Customer, Direction, Message, Ticket, TicketStatus
 from bot.domain.privacy import conversation_key
 from tests.channels.service import Service, serving
 from tests.channels.widget import WidgetVisitor, sign
@@ -619,8 +619,14 @@ async def test_words_kept_but_answered_unavailable_wake_the_ticket_when_sent_aga
     heard: list[str] = []
 
     class Staff:
+        async def ticket_filed(self, ticket: Ticket, customer: Customer) -> None:
+            pass
+
         async def customer_message(self, _: Ticket, message: Message) -> None:
             heard.append(message.text)
+
+        async def staff_message(self, ticket: Ticket, message: Message) -> None:
+            pass
 
     tickets.listeners.append(Staff())
     words = "Here is the order number: 4711."

@@ -325,7 +325,7 @@ async def test_a_claimed_version_whose_step_failed_before_writing_is_given_back(
     saved = await conversations.save(Conversation(id="k", locale="en", step="category"))
     with pytest.raises(DatabaseUnavailable):
         async with conversations.next_version(saved):
-            raise DatabaseUnavailable("an effect could not be recorded")
+            raise DatabaseUnavailable(TimeoutError("an effect could not be recorded"))
     # Tried again at once (not once the claim ran out, 30 s later), it is written.
     async with conversations.next_version(saved):
         moved = await conversations.save(saved.model_copy(update={"step": "rating"}))
