@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 from pymongo import ASCENDING, IndexModel
-from pymongo.errors import ServerSelectionTimeoutError
+from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from bot.domain.models import Conversation, Model, new_id, utcnow
 from bot.storage.database import (
@@ -183,6 +183,8 @@ class ConversationRepository(Repository[Conversation]):
                     if not held.written:  # nothing sent: let the step be tried again now
                         held.give_back = True
                     raise
+        except ConnectionFailure as exc:  # as every public method of a repository does
+            raise DatabaseUnavailable(exc) from exc
         finally:
             _HELD.reset(token)
 
@@ -199,7 +201,12 @@ class ConversationRepository(Repository[Conversation]):
             if utcnow() >= held.until - CLAIM_MARGIN:  # the step took too long
                 raise ConcurrentUpdate(conversation.id)
             held.written = True
-            yield
+            try:
+                yield
+            except BaseException as exc:
+                if _not_sent(exc):
+                    held.written = False
+                raise
             return
         if conversation.epoch is None:
             async with self._legacy_claim(conversation.id, conversation.version) as claimed:
@@ -221,20 +228,20 @@ class ConversationRepository(Repository[Conversation]):
             held.until = until
         try:
             yield
-        except (WriteNotSent, ServerSelectionTimeoutError):
+        except BaseException as exc:
             # Nothing was written (the write waited for its turn, or for a server, and
-            # gave up): let the step be tried again now, not after the claim ran out.
-            await self._give_back(key, until)
-            raise
-        except BaseException:
-            if held is not None and held.give_back:
+            # gave up; or, under next_version, the step failed before its write): let
+            # the step be tried again now, not after the claim ran out.
+            if _not_sent(exc) or (held is not None and held.give_back):
                 await self._give_back(key, until)
             raise
 
     async def _give_back(self, key: str, until: datetime) -> None:
         """Drop a claim under which nothing was written, while it is surely still ours."""
         if utcnow() < until - CLAIM_MARGIN:
-            with contextlib.suppress(DatabaseUnavailable):  # else it runs out
+            # Whatever fails here, the claim runs out, and the error that brought us here
+            # is the one to raise.
+            with contextlib.suppress(DatabaseUnavailable, PyMongoError):
                 await self.claims.collection.delete_one({"_id": key})
 
     async def _claim(self, key: str, conversation: Conversation) -> datetime | None:
@@ -358,6 +365,14 @@ class ConversationRepository(Repository[Conversation]):
             for a in (doc.get("answers") or {}).get("attachments", [])
             if isinstance(a, dict) and a.get("file_ref") in wanted
         }
+
+
+def _not_sent(exc: BaseException) -> bool:
+    """Whether a write that raised `exc` surely never reached the server: it gave up
+    waiting for its turn (WriteGate) or for a server (raw, or as a repository raises it)."""
+    if isinstance(exc, DatabaseUnavailable) and not isinstance(exc, WriteNotSent):
+        exc = exc.__cause__ or exc
+    return isinstance(exc, (WriteNotSent, ServerSelectionTimeoutError))
 
 
 def _never_stored(conversation: Conversation) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import pytest
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from bot.app import Container
 from bot.config import Settings
@@ -21,6 +23,7 @@ from bot.domain.models import (
 )
 from bot.domain.privacy import NOTICE_VERSION, conversation_key, text_hash
 from bot.services.dialogue import Rendered
+from bot.storage import DatabaseUnavailable
 from tests.services.chat import Chat
 from tests.support import FixedClock, RecordingSender
 
@@ -358,6 +361,75 @@ async def test_an_answer_refused_as_stale_records_no_consent(
     assert current[ConsentPurpose.EXPANDED_USE].granted is False
     history = await container.repos.consents.history(customer.id)
     assert [r.granted for r in history if r.purpose is ConsentPurpose.EXPANDED_USE] == [False]
+
+
+async def _at_the_notice(container: Container, who: str) -> None:
+    await container.dialogue.handle(
+        Channel.WIDGET, who, Input.command(Command.START), idempotency_key=f"{who}:start"
+    )
+
+
+async def test_a_connection_lost_at_a_steps_claim_is_database_unavailable(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A passing failure, which channels try again (Telegram gives up on any other)."""
+    await _at_the_notice(container, "v1")
+    claims = container.repos.conversations.claims.collection
+
+    async def dropped(*args: object, **kwargs: object) -> None:
+        raise AutoReconnect("connection reset")
+
+    monkeypatch.setattr(claims, "insert_one", dropped)
+    with pytest.raises(DatabaseUnavailable):
+        await container.dialogue.handle(
+            Channel.WIDGET, "v1", Input.choice("yes", step="notice"), idempotency_key="v1:notice"
+        )
+
+
+async def test_an_effect_failing_with_the_database_stays_database_unavailable(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim given back after a failed effect may fail too; its error must not
+    replace the effect's."""
+    await _at_the_notice(container, "v2")
+
+    async def effect_down(*args: object, **kwargs: object) -> None:
+        raise DatabaseUnavailable(ServerSelectionTimeoutError("no server"))
+
+    async def give_back_down(*args: object, **kwargs: object) -> None:
+        raise ServerSelectionTimeoutError("no server")
+
+    monkeypatch.setattr(container.dialogue.consents, "record", effect_down)
+    claims = container.repos.conversations.claims.collection
+    monkeypatch.setattr(claims, "delete_one", give_back_down)
+    with pytest.raises(DatabaseUnavailable):
+        await container.dialogue.handle(
+            Channel.WIDGET, "v2", Input.choice("yes", step="notice"), idempotency_key="v2:notice"
+        )
+
+
+async def test_a_steps_write_that_found_no_server_gives_its_claim_back(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tried again at once, the step goes through (not refused for the claim's 30 s)."""
+    await _at_the_notice(container, "v3")
+    conversations = container.repos.conversations.collection
+    real = conversations.replace_one
+    failures = [ServerSelectionTimeoutError("no server")]
+
+    async def once_no_server(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(conversations, "replace_one", once_no_server)
+    inp = Input.choice("yes", step="notice")
+    with pytest.raises(DatabaseUnavailable):
+        await container.dialogue.handle(Channel.WIDGET, "v3", inp, idempotency_key="v3:notice")
+    replies = await container.dialogue.handle(
+        Channel.WIDGET, "v3", inp, idempotency_key="v3:notice"
+    )
+    assert replies[-1].step == "expanded_use"
 
 
 async def test_words_onto_a_ticket_say_where_the_customer_is_as_current_does(
