@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,36 +307,13 @@ def service(
 
 
 @contextmanager
-def echo_server(workdir: Path, *args: str) -> Iterator[Child]:
-    """bench/echo_server.py: the bare python-socketio server to compare with."""
+def baseline(workdir: Path, script: str, *args: str) -> Iterator[Child]:
+    """A baseline server of bench/ (`script --port P *args`), once its /healthz answers."""
     port = free_port()
-    log = workdir / f"echo-{port}.log"
+    log = workdir / f"{Path(script).stem}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 - fixed argv
-            [sys.executable, str(BENCH / "echo_server.py"), "--port", str(port), *args],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    child = Child(process, port, log)
-    try:
-        wait_http(child.base + "/healthz", process, log)
-        yield child
-    finally:
-        child.stop()
-
-
-@contextmanager
-def bare_telegram_bot(workdir: Path, api: str, token: str, *, webhook: bool) -> Iterator[Child]:
-    """bench/telegram_bare_bot.py: the bare aiogram bot to compare the service with."""
-    port = free_port()
-    log = workdir / f"bare-bot-{port}.log"
-    mode = ["--mode", "webhook", "--secret", TELEGRAM_SECRET] if webhook else ["--mode", "polling"]
-    argv = [sys.executable, str(BENCH / "telegram_bare_bot.py"), "--api", api, "--token", token]
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - fixed argv
-            [*argv, "--port", str(port), *mode],
+            [sys.executable, str(BENCH / script), "--port", str(port), *args],
             cwd=ROOT,
             env=service_env(),
             stdout=out,
@@ -349,6 +326,19 @@ def bare_telegram_bot(workdir: Path, api: str, token: str, *, webhook: bool) -> 
         yield child
     finally:
         child.stop()
+
+
+def echo_server(workdir: Path, *args: str) -> AbstractContextManager[Child]:
+    """bench/echo_server.py: the bare python-socketio server to compare with."""
+    return baseline(workdir, "echo_server.py", *args)
+
+
+def bare_telegram_bot(
+    workdir: Path, api: str, token: str, *, webhook: bool
+) -> AbstractContextManager[Child]:
+    """bench/telegram_bare_bot.py: the bare aiogram bot to compare the service with."""
+    mode = ["--mode", "webhook", "--secret", TELEGRAM_SECRET] if webhook else ["--mode", "polling"]
+    return baseline(workdir, "telegram_bare_bot.py", "--api", api, "--token", token, *mode)
 
 
 class NodeLoad:

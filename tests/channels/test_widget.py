@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.domain.models import Channel, Customer, Direction, Message, Ticket, TicketStatus
 from bot.domain.privacy import conversation_key
 from tests.channels.service import Service, serving
-from tests.channels.widget import WidgetVisitor, sign
+from tests.channels.widget import WidgetVisitor, customer_of, sign
 from tests.support import configured
 
 SECRET = "host-app-secret-for-tests"
@@ -82,8 +82,7 @@ async def test_c3_1_3_a_visitor_gives_feedback_and_gets_the_acknowledgement(
 
     acknowledgement = await visitor.give_feedback()
     repos = service.container.repos
-    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
-    assert customer is not None
+    customer = await customer_of(repos, visitor)
     ticket = await repos.tickets.latest_open(customer.id)
     assert ticket is not None
     assert ticket.channel is Channel.WIDGET
@@ -118,8 +117,7 @@ async def test_words_resent_after_their_ticket_closed_do_not_start_a_new_feedbac
     await visitor.give_feedback()
     first = await visitor.send("text", "It froze again.", client_id="msg-0002")
     repos = service.container.repos
-    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
-    assert customer is not None
+    customer = await customer_of(repos, visitor)
     await repos.tickets.collection.update_many(
         {"customer_id": customer.id}, {"$set": {"status": "closed"}}
     )
@@ -610,8 +608,7 @@ async def test_words_kept_but_answered_unavailable_wake_the_ticket_when_sent_aga
     staff, once. (It used to answer `error`, and the resend, a duplicate, did neither.)"""
     await visitor.give_feedback()
     repos, tickets = service.container.repos, service.container.tickets
-    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
-    assert customer is not None
+    customer = await customer_of(repos, visitor)
     ticket = await repos.tickets.latest_open(customer.id)
     assert ticket is not None
     await tickets.change_status(ticket.id, TicketStatus.IN_PROGRESS, actor="agent-1")
@@ -655,8 +652,7 @@ async def test_blank_words_are_refused_and_nothing_is_stored(
 ) -> None:
     await visitor.give_feedback()
     repos = service.container.repos
-    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
-    assert customer is not None
+    customer = await customer_of(repos, visitor)
     before = len(await repos.messages.after_seq(customer.id, 0))
     for blank in ("   ", "\x00\x07", "\r\n\t"):
         answer = await visitor.send("text", blank)

@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.domain.models import Channel
 from bot.domain.privacy import conversation_key
 from tests.channels.service import Service, serving
-from tests.channels.widget import NAMESPACE, WidgetVisitor, sign
+from tests.channels.widget import NAMESPACE, WidgetVisitor, customer_of, sign
 from tests.support import configured
 
 SECRET = "host-app-secret-for-tests"
@@ -173,8 +173,7 @@ async def test_c3_2_6_after_an_erase_the_visitor_is_gone_and_a_reconnect_replays
 ) -> None:
     await visitor.give_feedback("Delete me afterwards, please.")
     repos = service.container.repos
-    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
-    assert customer is not None
+    customer = await customer_of(repos, visitor)
     assert await repos.messages.after_seq(customer.id, 0)
 
     ack = await erase(visitor)
@@ -275,8 +274,7 @@ async def test_script_tags_in_privacy_answers_are_stored_as_inert_text(
 ) -> None:
     await visitor.give_feedback()
     repos = service.container.repos
-    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
-    assert customer is not None
+    customer = await customer_of(repos, visitor)
 
     await open_menu(visitor)
     ack = await visitor.send("choice", "privacy_contact", step="privacy")

@@ -10,6 +10,8 @@ from typing import Any
 
 import socketio
 
+from bot.domain.models import Channel, Customer
+from bot.storage import Repositories
 from tests.support import eventually
 
 NAMESPACE = "/widget"
@@ -165,3 +167,10 @@ class WidgetVisitor:
             lambda: any(m["kind"] == "ack" for m in self.messages), "the acknowledgement"
         )
         return next(m for m in self.messages if m["kind"] == "ack")
+
+
+async def customer_of(repos: Repositories, visitor: WidgetVisitor) -> Customer:
+    """The customer the service keeps for this widget visitor (they must be kept)."""
+    customer = await repos.customers.find(Channel.WIDGET, f"visitor:{visitor.visitor}")
+    assert customer is not None, "no customer kept for this visitor"
+    return customer

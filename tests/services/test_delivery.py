@@ -294,6 +294,21 @@ async def test_an_entry_whose_message_was_deleted_does_not_block_the_queue(
     assert first.id not in {m.id for m in sender.sent}
 
 
+def blip_once(monkeypatch: pytest.MonkeyPatch, collection: Any, method: str) -> list[Exception]:
+    """The next `method` call on `collection` fails as a database restarting would; the
+    list holds the failure until it is raised."""
+    real = getattr(type(collection), method)
+    failures: list[Exception] = [AutoReconnect("connection reset (the database restarting)")]
+
+    async def blip(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self is collection and failures:
+            raise failures.pop()
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(collection), method, blip)
+    return failures
+
+
 class HangingSender:
     """A channel call that takes as long as the test says (a slow Bot API: aiogram waits
     60 s for an answer)."""
@@ -339,16 +354,7 @@ async def test_a_sent_message_whose_mark_failed_once_is_not_sent_again(
     container: Container, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     message = await container.delivery.enqueue(await customer(container), "hello", kind="reply")
-    messages = container.repos.messages.collection
-    real = type(messages).update_one
-    failures = [AutoReconnect("connection reset (the database restarting)")]
-
-    async def blip(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self is messages and failures:
-            raise failures.pop()
-        return await real(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(messages), "update_one", blip)
+    blip_once(monkeypatch, container.repos.messages.collection, "update_one")
     assert await container.delivery.drain() == 1  # sent; the mark was written on a retry
     assert await container.delivery.drain() == 0
     assert [m.id for m in sender.sent] == [message.id]
@@ -385,16 +391,7 @@ async def test_an_outbox_entry_lost_to_a_blip_is_written_again_and_order_holds(
     container: Container, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     who = await customer(container)
-    outbox = container.repos.outbox.collection
-    real = type(outbox).insert_one
-    failures = [AutoReconnect("connection reset (the database restarting)")]
-
-    async def blip(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self is outbox and failures:
-            raise failures.pop()
-        return await real(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(outbox), "insert_one", blip)
+    failures = blip_once(monkeypatch, container.repos.outbox.collection, "insert_one")
     # The message is stored, its entry's first insert fails: written on a retry, so the
     # customer's later messages cannot overtake it.
     await container.delivery.enqueue(who, "status: in progress", kind="status")
