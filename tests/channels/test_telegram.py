@@ -18,7 +18,7 @@ from aiogram.dispatcher.event.telegram import TelegramEventObserver
 from aiogram.methods import AnswerCallbackQuery, GetUpdates, SendMessage
 from aiogram.methods.base import Response, TelegramMethod
 
-from bot.channels.telegram import get_routers
+from bot.channels.telegram import WebhookHandler, get_routers
 from bot.channels.telegram.responses import response_models
 from bot.config import Settings
 from bot.domain.models import (
@@ -454,6 +454,30 @@ async def test_webhook_mode_checks_the_secret_token(settings: Settings, fake: Fa
         texts = fake.sent_texts(5012)
         assert len(texts) == 1
         assert "privacy notice" in texts[0]
+
+
+async def test_an_update_still_handled_at_the_webhook_deadline_is_answered_503_not_200(
+    settings: Settings, fake: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiogram answers a webhook 200 after 55 s and goes on handling in the background;
+    an update that then failed was lost. Past the deadline it is answered 503, so that
+    Telegram delivers it again, and it is answered once."""
+    monkeypatch.setattr(WebhookHandler, "DEADLINE", 1.0)
+    configured = webhook_settings(settings, fake)
+    async with running(configured, fake) as service, aiohttp.ClientSession() as http:
+        url = service.url + "/telegram/webhook"
+        headers = {"X-Telegram-Bot-Api-Secret-Token": "a-long-random-secret"}
+        release = fake.hold("sendMessage", chat_id=5014)  # the Bot API hangs for this chat
+        update = fake.user_command(5014, "start", push=False)
+        timeout = aiohttp.ClientTimeout(total=20)
+        async with http.post(url, json=update, headers=headers, timeout=timeout) as response:
+            assert response.status == 503
+        release.set()
+        await fake.wait_for(sent_to(5014, "privacy notice"))
+        # Telegram's redelivery: known as handled, answered 200, not answered again.
+        async with http.post(url, json=update, headers=headers, timeout=timeout) as response:
+            assert response.status == 200
+        assert len(fake.sent_texts(5014)) == 1
 
 
 async def test_a_webhook_body_that_is_not_an_update_gets_400_not_500(

@@ -46,31 +46,56 @@ SLOW_DOWN = N_("You are sending messages very quickly. Please wait a few seconds
 
 
 class WebhookHandler(SimpleRequestHandler):
-    """aiogram's webhook handler, except that a body which is not an update (not JSON,
-    `null`, a wrong shape) is answered 400: aiogram let the parse error become a 500;
-    and past the process's capacity (bot.admission) an update is answered 503 at once,
-    which Telegram delivers again a little later."""
+    """aiogram's webhook handler, except that:
+    - a body which is not an update (not JSON, `null`, a wrong shape) is answered 400:
+      aiogram let the parse error become a 500;
+    - past the process's capacity (bot.admission) an update is answered 503 at once,
+      which Telegram delivers again a little later;
+    - an update still being handled after DEADLINE is answered 503, not 200: aiogram's
+      feed_webhook_update answers 200 after 55 s and goes on in the background, and an
+      update that then failed was lost (Telegram never sends an answered one again). It
+      goes on here too, with its claim and its admission slot; the redelivery waits for
+      it (bot.channels.telegram.middlewares.OncePerUpdate), or takes over if it failed.
+    """
+
+    DEADLINE = 50.0  # seconds: under the minute Telegram waits for an answer
 
     def __init__(self, *args: Any, admission: Admission, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.admission = admission
 
     async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
-        with self.admission.slot("telegram") as admitted:
-            if not admitted:
-                return web.json_response({"ok": False, "error": "busy"}, status=503)
-            return await self._handle_update(bot, request)
-
-    async def _handle_update(self, bot: Bot, request: web.Request) -> web.Response:
         try:
             raw = await request.json(loads=bot.session.json_loads)
             update = Update.model_validate(raw, context={"bot": bot})
         except (ValueError, ValidationError):  # JSON and UTF-8 errors are ValueErrors
             return web.json_response({"ok": False, "error": "not an update"}, status=400)
-        result: TelegramMethod[Any] | None = await self.dispatcher.feed_webhook_update(
-            bot, update, **self.data
-        )
+        slot = contextlib.ExitStack()
+        if not slot.enter_context(self.admission.slot("telegram")):
+            slot.close()
+            return web.json_response({"ok": False, "error": "busy"}, status=503)
+        handling = asyncio.create_task(self._handle_update(bot, update, slot))
+        done, _ = await asyncio.wait({handling}, timeout=self.DEADLINE)
+        if not done:
+            log.warning("telegram update still being handled; answered 503 to be sent again")
+            handling.add_done_callback(_late_outcome)
+            return web.json_response({"ok": False, "error": "still handling"}, status=503)
+        result = handling.result()  # a failure: 500, and Telegram delivers it again
         return web.Response(body=self._build_response_writer(bot=bot, result=result))
+
+    async def _handle_update(
+        self, bot: Bot, update: Update, slot: contextlib.ExitStack
+    ) -> TelegramMethod[Any] | None:
+        with slot:  # the admission slot is held until the update is handled
+            result = await self.dispatcher.feed_update(bot, update, **self.data)
+        return result if isinstance(result, TelegramMethod) else None
+
+
+def _late_outcome(handling: asyncio.Task[Any]) -> None:
+    """An update answered 503 while it was still being handled: how it ended (Telegram
+    delivers it again either way; a failure is taken over then)."""
+    if not handling.cancelled() and (exc := handling.exception()) is not None:
+        log.warning("telegram update failed after its answer", extra={"cause": type(exc).__name__})
 
 
 def get_routers(staff_chat_id: int | None) -> list[Router]:
