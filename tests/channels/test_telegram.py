@@ -7,6 +7,7 @@ import asyncio
 import gc
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -362,6 +363,46 @@ async def test_flooding_gets_one_friendly_notice(settings: Settings, fake: FakeT
         notices = [t for t in customer.texts() if "very quickly" in t]
         assert len(notices) == 1
         assert len(customer.texts()) == 4  # three answers, then the notice, then quiet
+
+
+async def test_a_backlog_sent_slowly_is_not_taken_for_flooding(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    """Messages written minutes apart while the service (or its database) was down reach
+    it at once afterwards: they are not a flood, and none is dropped."""
+    configured = telegram_settings(
+        settings, fake, telegram_flood_messages=3, telegram_flood_seconds=3600
+    )
+    async with running(configured, fake) as service:
+        customer = TelegramCustomer(fake, service, 5015)
+        written = int(time.time()) - 3 * 3600  # before the window
+        backlog = []
+        for _ in range(6):
+            update = fake.user_command(customer.user_id, "help", push=False)
+            update["message"]["date"] = written
+            backlog.append(update)
+            written += 60
+        for update in backlog:  # handed over together, as after an outage
+            fake.push_update(update)
+        for update in backlog:
+            await customer.handled(update)
+        assert not [t for t in customer.texts() if "very quickly" in t]
+        assert len(customer.texts()) == 6  # every one answered
+
+
+async def test_an_update_handled_again_after_a_failure_is_counted_once_for_flooding(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    configured = telegram_settings(
+        settings, fake, telegram_flood_messages=1, telegram_flood_seconds=3600
+    )
+    async with running(configured, fake) as service:
+        customer = TelegramCustomer(fake, service, 5016)
+        # The answer fails past the sender's own tries: the update is handled again.
+        fake.fail_next("sendMessage", error_code=502, times=3, chat_id=customer.user_id)
+        await customer.command("help")
+        assert not [t for t in customer.texts() if "very quickly" in t]
+        assert len(customer.texts()) == 1  # answered, on the second try
 
 
 async def test_staff_work_a_ticket_from_a_forum_topic(

@@ -7,8 +7,9 @@ import contextlib
 import functools
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -200,7 +201,14 @@ class FloodControl(BaseMiddleware):
 
     Counted in `storage` (bot.sharing): in memory for one process, in Redis when several
     share the work (in webhook mode any process may get a user's next update).
+
+    What is counted is what the user sends now, not what reaches us at once: a message
+    sent longer than a window ago (a backlog after downtime or a database outage, which
+    Telegram or the poller hands over in one go) is not counted, and an update handled
+    again after a failure (OncePerUpdate's retries, the poller's rounds) is counted once.
     """
+
+    REMEMBERED = 10_000  # updates let through, by key: a retry of one is not counted again
 
     def __init__(
         self,
@@ -214,13 +222,25 @@ class FloodControl(BaseMiddleware):
         self.notice = RateLimitItemPerSecond(1, seconds)  # one notice per window of flooding
         self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.notify = notify
+        self.window = timedelta(seconds=seconds)
+        self._let_through: OrderedDict[str, None] = OrderedDict()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         chat: Chat | None = data.get("event_chat")
         if user is None or chat is None or chat.type != ChatType.PRIVATE:
             return await handler(event, data)  # staff in their group are not throttled
+        key: str | None = data.get("event_key")
+        if key is not None and key in self._let_through:
+            return await handler(event, data)  # handled again after a failure
+        sent = getattr(event, "date", None)
+        if isinstance(sent, datetime) and sent < datetime.now(UTC) - self.window:
+            return await handler(event, data)  # sent long ago: a backlog, not a flood
         if await self.limiter.hit(self.messages, "telegram-flood", str(user.id)):
+            if key is not None:
+                self._let_through[key] = None
+                while len(self._let_through) > self.REMEMBERED:
+                    self._let_through.popitem(last=False)
             return await handler(event, data)
         if await self.limiter.hit(self.notice, "telegram-flood-notice", str(user.id)):
             await self.notify(user)
