@@ -197,9 +197,16 @@ class ConsoleAuth:
     async def _check(self, request: web.Request) -> None:
         session = await get_session(request)
         if request.method not in SAFE_METHODS:
+            try:
+                # Read (and kept by aiohttp for the handler) before anything else: a
+                # multipart field that is not UTF-8 is a UnicodeDecodeError there, which
+                # was a 500 on every console form.
+                form = await request.post()
+            except ValueError:
+                raise web.HTTPBadRequest(text=self._t(self._locale(request), FORBIDDEN)) from None
             sent = request.headers.get("X-CSRF-Token")
             if sent is None:
-                sent = str((await request.post()).get("csrf", ""))
+                sent = str(form.get("csrf", ""))
             expected = session.get("csrf")
             if not isinstance(expected, str) or not hmac.compare_digest(
                 sent.encode(), expected.encode()

@@ -91,6 +91,37 @@ async def test_a_post_without_the_csrf_token_is_refused(
     assert header.status == 200
 
 
+def multipart(**fields: bytes) -> tuple[bytes, dict[str, str]]:
+    """A multipart/form-data body with these raw fields, and its Content-Type."""
+    boundary = b"b0undary"
+    body = b"".join(
+        b"--"
+        + boundary
+        + b'\r\nContent-Disposition: form-data; name="'
+        + name.encode()
+        + b'"\r\n\r\n'
+        + value
+        + b"\r\n"
+        for name, value in fields.items()
+    )
+    body += b"--" + boundary + b"--\r\n"
+    return body, {"Content-Type": "multipart/form-data; boundary=" + boundary.decode()}
+
+
+async def test_a_multipart_form_that_is_not_utf8_is_refused_not_a_500(
+    client: Client, container: Container
+) -> None:
+    body, headers = multipart(username=b"\xff\xfe", password=b"x", csrf=b"x")
+    response = await client.post("/console/login", data=body, headers=headers)
+    assert response.status == 400  # before sign-in
+    _, token = await sign_in(client, container.repos)
+    body, headers = multipart(csrf=token.encode(), text=b"caf\xc3\x28 \xed\xa0\x80")
+    response = await client.post("/console/_test/change", data=body, headers=headers)
+    assert response.status == 400  # and signed in, on any form
+    body, headers = multipart(csrf=token.encode(), text="café".encode())
+    assert (await client.post("/console/_test/change", data=body, headers=headers)).status == 200
+
+
 async def test_the_login_form_itself_needs_the_token(client: Client, container: Container) -> None:
     await add_staff(container.repos)
     response = await client.post(
