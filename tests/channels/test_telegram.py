@@ -461,6 +461,30 @@ async def test_staff_work_a_ticket_from_a_forum_topic(
         assert mirror.params["message_thread_id"] == topic
 
 
+async def test_a_note_whose_confirmation_fails_is_saved_once(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    configured = telegram_settings(settings, fake, telegram_staff_chat_id=STAFF_GROUP)
+    async with running(configured, fake) as service:
+        customer = TelegramCustomer(fake, service, 5017)
+        ticket = await customer.give_feedback("The app logs me out every day.")
+        (created,) = await fake.wait_for("createForumTopic")
+        topic = created.result["message_thread_id"]
+        await fake.wait_for(
+            lambda c: c.method == "sendMessage" and c.params.get("message_thread_id") == topic
+        )
+        # "Note saved" fails past the sender's own tries (a 502 from the Bot API).
+        fake.fail_next("sendMessage", error_code=502, times=3, chat_id=STAFF_GROUP)
+        note = fake.group_text(
+            STAFF_GROUP, STAFF_MEMBER, "// ask the app team for a fix date", message_thread_id=topic
+        )
+        await customer.handled(note)
+        stored = await service.container.repos.tickets.get(ticket.id)
+        assert stored is not None
+        notes = [e.detail for e in stored.events if e.kind == "note"]
+        assert notes == ["ask the app team for a fix date"]
+
+
 def webhook_settings(settings: Settings, fake: FakeTelegram, **overrides: Any) -> Settings:
     """Webhook mode at a public URL, with the secret Telegram sends back in a header."""
     return telegram_settings(

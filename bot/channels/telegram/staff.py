@@ -8,10 +8,11 @@ console and these topics are two views of the same tickets.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import Message as TgMessage
 
 from bot.channels.telegram.filters import checked_in_place
@@ -168,7 +169,10 @@ def staff_router(chat_id: int) -> Router:
         if text.startswith(staff_topics.note_prefix):
             note = text.removeprefix(staff_topics.note_prefix).strip()
             await tickets.add_note(ticket.id, staff_id=staff_id, text=note)
-            await message.reply(staff_topics.t(Text(NOTE_SAVED)))
+            # A courtesy: if it fails, the note is kept all the same, and the update must
+            # not be handled again for it (the note would be saved twice).
+            with contextlib.suppress(TelegramAPIError):
+                await message.reply(staff_topics.t(Text(NOTE_SAVED)))
             return
         if text.startswith("/"):
             return  # a command to a bot, not words for the customer
