@@ -280,10 +280,17 @@ class TicketService:
         fields[f"status_notices.{notice_id}"] = notice.model_dump(mode="python")
         if not await self.repos.tickets.transition(ticket.id, ticket.status, event, **fields):
             raise StatusConflict(ticket.id)
+        await self._announce_pending(ticket)  # an earlier change's notice goes first
         await self._announce(ticket, notice_id, notice)
         changed = await self.get(ticket.id)
         await self._notify("ticket_changed", changed, "status")
         return changed
+
+    async def _announce_pending(self, ticket: Ticket) -> None:
+        """Queue the notices of earlier status changes still waiting (their queueing
+        failed), before anything newer for the ticket: the customer reads them in order."""
+        for notice_id, notice in ticket.status_notices.items():
+            await self._announce(ticket, notice_id, notice)
 
     async def _announce(self, ticket: Ticket, notice_id: str, notice: StatusNotice) -> None:
         """Queue the customer's message about a status change (once: its key names the
@@ -359,6 +366,7 @@ class TicketService:
         if ticket.first_response_at is None:
             event = TimelineEvent(at=self.clock(), kind="reply", actor=staff_id)
             await self.repos.tickets.add_event(ticket.id, event, first_response_at=self.clock())
+        await self._announce_pending(ticket)
         rendered = self.i18n.render(
             customer.locale,
             Text(STAFF_REPLY, {"reference": ticket.reference, "message": Verbatim(text)}),

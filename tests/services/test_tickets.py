@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from bot.app import Container
 from bot.domain.models import Channel, DeliveryState, StatusNotice, TicketStatus, TimelineEvent
 from bot.domain.tickets import InvalidTransition
+from bot.storage import DatabaseUnavailable
 from tests.services.chat import Chat
 from tests.support import FixedClock, RecordingSender, eventually
 
@@ -161,3 +163,31 @@ async def test_staff_reply_is_delivered_and_tracked(
     assert stored.delivery.state is DeliveryState.SENT
     assert stored.channel is Channel.TELEGRAM
     assert "Sorry! <b>Refund</b> is on its way." in sender.texts()[-1]
+
+
+async def test_a_status_notice_whose_queueing_failed_still_comes_before_later_replies(
+    container: Container, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticket_id = await filed(container)
+    enqueue = container.delivery.enqueue
+    failed: list[str] = []
+
+    async def blip(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("kind") == "status" and not failed:
+            failed.append("status")
+            raise DatabaseUnavailable(TimeoutError("the database went away"))
+        return await enqueue(*args, **kwargs)
+
+    monkeypatch.setattr(container.delivery, "enqueue", blip)
+    with pytest.raises(DatabaseUnavailable):
+        await container.tickets.change_status(
+            ticket_id, TicketStatus.WAITING_FOR_CUSTOMER, actor="agent", message="Which phone?"
+        )
+    changed = await container.tickets.get(ticket_id)
+    assert changed.status is TicketStatus.WAITING_FOR_CUSTOMER  # changed, not announced
+    await container.tickets.staff_reply(ticket_id, staff_id="agent", text="And which version?")
+    await container.delivery.drain()
+    assert await container.tickets.announce_left_behind() == 0  # queued by the reply
+    texts = [t for t in sender.texts() if "Which phone?" in t or "which version" in t]
+    assert len(texts) == 2
+    assert "Which phone?" in texts[0]
