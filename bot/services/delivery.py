@@ -32,6 +32,7 @@ from bot.domain.models import (
 )
 from bot.metrics import Metrics
 from bot.storage import DatabaseUnavailable, Repositories
+from bot.storage.database import Inserted
 from bot.storage.locks import Lock, LockRepository
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,29 @@ class DeliveryService:
         idempotency_key: str | None = None,
     ) -> Message:
         """Store an outbound message (durably, before anything is sent) and wake the sender."""
+        stored = await self.enqueue_once(
+            customer,
+            text,
+            kind=kind,
+            ticket_id=ticket_id,
+            author=author,
+            staff_id=staff_id,
+            idempotency_key=idempotency_key,
+        )
+        return stored.item
+
+    async def enqueue_once(
+        self,
+        customer: Customer,
+        text: str,
+        *,
+        kind: str,
+        ticket_id: str | None = None,
+        author: Author = Author.BOT,
+        staff_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Inserted[Message]:
+        """`enqueue`, saying whether the message is new (False: its key was stored before)."""
         message = Message(
             customer_id=customer.id,
             channel=customer.channel,
@@ -193,7 +217,7 @@ class DeliveryService:
         )
         stored = await self.repos.messages.append(message)
         self._wake.set()
-        return stored.item
+        return stored
 
     async def dispatch_once(self) -> bool:
         """Send and settle one due message. False when nothing is due (or all are taken)."""

@@ -363,15 +363,12 @@ class TicketService:
         customer = await self._customer(ticket)
         if customer is None:
             raise TicketNotFound(ticket_id)
-        if ticket.first_response_at is None:
-            event = TimelineEvent(at=self.clock(), kind="reply", actor=staff_id)
-            await self.repos.tickets.add_event(ticket.id, event, first_response_at=self.clock())
         await self._announce_pending(ticket)
         rendered = self.i18n.render(
             customer.locale,
             Text(STAFF_REPLY, {"reference": ticket.reference, "message": Verbatim(text)}),
         )
-        message = await self.delivery.enqueue(
+        stored = await self.delivery.enqueue_once(
             customer,
             rendered,
             kind="reply",
@@ -380,8 +377,12 @@ class TicketService:
             staff_id=staff_id,
             idempotency_key=idempotency_key,
         )
-        await self._notify("staff_message", ticket, message)
-        return message
+        if ticket.first_response_at is None:  # (a retry too: the first may have died here)
+            event = TimelineEvent(at=self.clock(), kind="reply", actor=staff_id)
+            await self.repos.tickets.first_response(ticket.id, event)
+        if stored.created:  # not for the same reply again (a double click, a retried POST)
+            await self._notify("staff_message", ticket, stored.item)
+        return stored.item
 
     async def add_note(self, ticket_id: str, *, staff_id: str, text: str) -> Ticket:
         """An internal note on the timeline: staff see it, the customer never does."""

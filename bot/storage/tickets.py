@@ -255,6 +255,17 @@ class TicketRepository(Repository[Ticket]):
         async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
             return await self._apply(ticket_id, event, fields)
 
+    async def first_response(self, ticket_id: str, event: TimelineEvent) -> bool:
+        """Record the first response (`event`, at its time) unless one is recorded: under
+        the ticket's lock, so two replies at once record one. Whether it was recorded."""
+        async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
+            current = await self.collection.find_one(
+                {"_id": ticket_id}, projection={"first_response_at": 1}
+            )
+            if current is None or current.get("first_response_at") is not None:
+                return False
+            return await self._apply(ticket_id, event, {"first_response_at": event.at})
+
     async def _apply(self, ticket_id: str, event: TimelineEvent, fields: dict[str, object]) -> bool:
         """One write: the fields and the event (the caller holds the ticket's lock)."""
         result = await self.collection.update_one(

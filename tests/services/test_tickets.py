@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from bot.app import Container
-from bot.domain.models import Channel, DeliveryState, StatusNotice, TicketStatus, TimelineEvent
+from bot.domain.models import (
+    Channel,
+    Customer,
+    DeliveryState,
+    Message,
+    StatusNotice,
+    Ticket,
+    TicketStatus,
+    TimelineEvent,
+)
 from bot.domain.tickets import InvalidTransition
 from bot.storage import DatabaseUnavailable
 from tests.services.chat import Chat
@@ -191,3 +200,42 @@ async def test_a_status_notice_whose_queueing_failed_still_comes_before_later_re
     texts = [t for t in sender.texts() if "Which phone?" in t or "which version" in t]
     assert len(texts) == 2
     assert "Which phone?" in texts[0]
+
+
+async def test_the_same_console_reply_twice_is_sent_mirrored_and_counted_once(
+    container: Container, sender: RecordingSender
+) -> None:
+    """A double click, or a POST retried, with the form's key: one message, one mirror in
+    the staff views, one first response; also when both arrive at once."""
+    ticket_id = await filed(container)
+    mirrored: list[str] = []
+
+    class Topic:
+        async def ticket_filed(self, ticket: Ticket, customer: Customer) -> None:
+            pass
+
+        async def customer_message(self, ticket: Ticket, message: Message) -> None:
+            pass
+
+        async def staff_message(self, ticket: Ticket, message: Message) -> None:
+            mirrored.append(message.text)
+
+    container.tickets.listeners.append(Topic())
+    key = "console:" + "a" * 32
+    await asyncio.gather(
+        *(
+            container.tickets.staff_reply(
+                ticket_id, staff_id="agent", text="On its way.", idempotency_key=key
+            )
+            for _ in range(2)
+        )
+    )
+    await container.tickets.staff_reply(
+        ticket_id, staff_id="agent", text="On its way.", idempotency_key=key
+    )
+    await container.delivery.drain()
+    assert sum("On its way." in t for t in sender.texts()) == 1
+    assert len(mirrored) == 1
+    ticket = await container.tickets.get(ticket_id)
+    assert len([e for e in ticket.events if e.kind == "reply"]) == 1
+    assert ticket.first_response_at is not None
