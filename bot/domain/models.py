@@ -199,6 +199,9 @@ class Delivery(Model):
     lease_until: datetime | None = None
     last_error: str | None = None
     sent_at: datetime | None = None
+    # A text longer than a channel takes in one message goes in parts: how many of them
+    # went already, so that a retry after a failure in the middle sends only the rest.
+    parts_sent: int = 0
 
 
 class Message(Model):

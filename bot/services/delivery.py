@@ -116,6 +116,8 @@ class RetryLater:
     # The channel is unreachable (network, server errors): the message is fine, so it is
     # tried with growing backoff until it is `give_up` old, however many attempts that takes.
     transient: bool = False
+    # Parts of a long text the channel took before the failure (Delivery.parts_sent).
+    parts_sent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -305,8 +307,13 @@ class DeliveryService:
             delay = result.after_seconds
             if delay is None:
                 delay = backoff_seconds(attempts)
+            parts = message.delivery.parts_sent if result.parts_sent is None else result.parts_sent
             await self.repos.messages.schedule_retry(
-                message.id, attempts=attempts, at=now + timedelta(seconds=delay), error=result.error
+                message.id,
+                attempts=attempts,
+                at=now + timedelta(seconds=delay),
+                error=result.error,
+                parts_sent=parts,
             )
             self.metrics.deliveries.labels(channel, "retry").inc()
 

@@ -347,10 +347,14 @@ class MessageRepository(Repository[Message]):
         await self.outbox.remove(message_id)
 
     async def schedule_retry(
-        self, message_id: str, *, attempts: int, at: datetime, error: str
+        self, message_id: str, *, attempts: int, at: datetime, error: str, parts_sent: int = 0
     ) -> None:
         await self._set_delivery(
-            message_id, attempts=attempts, next_attempt_at=at, last_error=error
+            message_id,
+            attempts=attempts,
+            next_attempt_at=at,
+            last_error=error,
+            parts_sent=parts_sent,
         )
         await self.outbox.reschedule(message_id, at)
 

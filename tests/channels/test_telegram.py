@@ -485,6 +485,36 @@ async def test_a_note_whose_confirmation_fails_is_saved_once(
         assert notes == ["ask the app team for a fix date"]
 
 
+async def test_a_long_reply_sent_in_parts_sends_only_the_rest_after_a_429(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    async with running(telegram_settings(settings, fake), fake) as service:
+        customer = TelegramCustomer(fake, service, 5018)
+        ticket = await customer.give_feedback("The app logs me out every day.")
+        words = ("We looked into it. " * 300)[:4090]  # with its heading: two parts
+        throttled: list[Call] = []
+
+        def second_part_throttled(call: Call) -> None:
+            if throttled or call.method != "sendMessage" or call.chat_id != customer.user_id:
+                return
+            if call.params["text"].startswith("Reply from our team"):
+                throttled.append(call)  # the first part went: Telegram says 429 to the next
+                fake.fail_next(
+                    "sendMessage", error_code=429, retry_after=1, chat_id=customer.user_id
+                )
+
+        fake.answered.append(second_part_throttled)
+        await service.container.tickets.staff_reply(ticket.id, staff_id="agent", text=words)
+
+        async def rest_arrived() -> bool | None:
+            texts = customer.texts()
+            return True if texts and texts[-1].endswith(words[-20:]) else None
+
+        await eventually(rest_arrived, "the reply's second part", timeout=30)
+        heads = [t for t in customer.texts() if t.startswith("Reply from our team")]
+        assert len(heads) == 1  # the first part once
+
+
 def webhook_settings(settings: Settings, fake: FakeTelegram, **overrides: Any) -> Settings:
     """Webhook mode at a public URL, with the secret Telegram sends back in a header."""
     return telegram_settings(

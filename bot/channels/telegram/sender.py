@@ -88,19 +88,24 @@ class TelegramSender:
         busy = self.limiter.busy_for(chat_id)
         if busy > LONGEST_WAIT_IN_SEND:
             return RetryLater("telegram: chat paced", after_seconds=busy, throttled=True)
+        # A long text goes in parts; a retry after a failure between them sends the rest.
+        sent = message.delivery.parts_sent
         try:
-            for part in chunks(message.text):
+            for part in chunks(message.text)[sent:]:
                 await self.limiter.wait(chat_id)
                 await self.bot.send_message(chat_id, part)
+                sent += 1
         except TelegramRetryAfter as exc:
-            return RetryLater("telegram 429", after_seconds=float(exc.retry_after), throttled=True)
+            after = float(exc.retry_after)
+            return RetryLater("telegram 429", after_seconds=after, throttled=True, parts_sent=sent)
         except TelegramForbiddenError:
             return Undeliverable("telegram 403: the customer blocked the bot or left")
         except (TelegramBadRequest, TelegramNotFound) as exc:
             if any(reason in exc.message.lower() for reason in GONE):
                 return Undeliverable(f"telegram: {exc.message}")
-            return RetryLater(f"telegram 400: {exc.message}")
+            return RetryLater(f"telegram 400: {exc.message}", parts_sent=sent)
         except (TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError) as exc:
             # Telegram (or our token) is the problem, not the message: keep it for later.
-            return RetryLater(f"telegram unreachable: {type(exc).__name__}", transient=True)
+            error = f"telegram unreachable: {type(exc).__name__}"
+            return RetryLater(error, transient=True, parts_sent=sent)
         return Sent()
