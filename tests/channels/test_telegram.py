@@ -390,6 +390,29 @@ async def test_a_backlog_sent_slowly_is_not_taken_for_flooding(
         assert len(customer.texts()) == 6  # every one answered
 
 
+async def test_a_flood_waiting_behind_a_slow_answer_is_still_a_flood(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    """Messages sent now, waiting behind the user's first (its answer hangs) longer than
+    the window, are counted when they arrived, not taken for a backlog."""
+    configured = telegram_settings(
+        settings, fake, telegram_flood_messages=2, telegram_flood_seconds=2
+    )
+    async with running(configured, fake) as service:
+        customer = TelegramCustomer(fake, service, 5021)
+        release = fake.hold("sendMessage", chat_id=customer.user_id)
+        flood = [fake.user_command(customer.user_id, "help", push=False) for _ in range(8)]
+        for update in flood:
+            fake.push_update(update)
+        await asyncio.sleep(3)  # longer than the window
+        release.set()
+        for update in flood:
+            await customer.handled(update)
+        answers = [t for t in customer.texts() if "very quickly" not in t]
+        assert len(answers) <= 3  # two, and one more across the window's edge at most
+        assert [t for t in customer.texts() if "very quickly" in t]
+
+
 async def test_an_update_handled_again_after_a_failure_is_counted_once_for_flooding(
     settings: Settings, fake: FakeTelegram
 ) -> None:
@@ -573,6 +596,28 @@ async def test_an_update_still_handled_at_the_webhook_deadline_is_answered_503_n
         async with http.post(url, json=update, headers=headers, timeout=timeout) as response:
             assert response.status == 200
         assert len(fake.sent_texts(5014)) == 1
+
+
+async def test_a_stuck_webhook_update_and_its_redeliveries_hold_one_slot(
+    settings: Settings, fake: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(WebhookHandler, "DEADLINE", 1.0)
+    configured = webhook_settings(settings, fake, inputs_in_flight=2)
+    async with running(configured, fake) as service, aiohttp.ClientSession() as http:
+        url = service.url + "/telegram/webhook"
+        headers = {"X-Telegram-Bot-Api-Secret-Token": "a-long-random-secret"}
+        release = fake.hold("sendMessage", chat_id=5019)  # the Bot API hangs for this chat
+        stuck = fake.user_command(5019, "start", push=False)
+        for _ in range(3):  # the delivery, then Telegram's redeliveries of it
+            async with http.post(url, json=stuck, headers=headers) as response:
+                assert response.status == 503
+        other = fake.user_command(5020, "start", push=False)
+        async with http.post(url, json=other, headers=headers) as response:
+            assert response.status == 200  # another customer is not turned away
+        release.set()
+        async with http.post(url, json=stuck, headers=headers) as response:
+            assert response.status == 200  # waited for the handling, which went through
+        assert len(fake.sent_texts(5019)) == 1
 
 
 async def test_a_webhook_body_that_is_not_an_update_gets_400_not_500(

@@ -63,6 +63,7 @@ class WebhookHandler(SimpleRequestHandler):
     def __init__(self, *args: Any, admission: Admission, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.admission = admission
+        self.running: dict[int, asyncio.Task[TelegramMethod[Any] | None]] = {}
 
     async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
         try:
@@ -70,12 +71,19 @@ class WebhookHandler(SimpleRequestHandler):
             update = Update.model_validate(raw, context={"bot": bot})
         except (ValueError, ValidationError):  # JSON and UTF-8 errors are ValueErrors
             return web.json_response({"ok": False, "error": "not an update"}, status=400)
-        slot = contextlib.ExitStack()
-        if not slot.enter_context(self.admission.slot("telegram")):
-            slot.close()
-            return web.json_response({"ok": False, "error": "busy"}, status=503)
-        handling = asyncio.create_task(self._handle_update(bot, update, slot))
-        done, _ = await asyncio.wait({handling}, timeout=self.DEADLINE)
+        # Telegram's redelivery of an update still being handled here waits for the same
+        # handling, with no slot of its own: a stuck update and its redeliveries must not
+        # fill the process's slots and turn every other customer away.
+        handling = self.running.get(update.update_id)
+        if handling is None:
+            slot = contextlib.ExitStack()
+            if not slot.enter_context(self.admission.slot("telegram")):
+                slot.close()
+                return web.json_response({"ok": False, "error": "busy"}, status=503)
+            handling = asyncio.create_task(self._handle_update(bot, update, slot))
+            self.running[update.update_id] = handling
+            handling.add_done_callback(lambda _: self.running.pop(update.update_id, None))
+        done, _ = await asyncio.wait({asyncio.shield(handling)}, timeout=self.DEADLINE)
         if not done:
             log.warning("telegram update still being handled; answered 503 to be sent again")
             handling.add_done_callback(_late_outcome)

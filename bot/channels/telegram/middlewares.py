@@ -66,6 +66,9 @@ class InOrderPerUser(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
+        # When the update reached this process, before it waits behind the user's others:
+        # FloodControl tells a backlog from a flood by it, not by when it reaches it.
+        data.setdefault("received_at", datetime.now(UTC))
         user: User | None = getattr(event.event, "from_user", None)
         if user is None:
             return await handler(event, data)
@@ -234,7 +237,8 @@ class FloodControl(BaseMiddleware):
         if key is not None and key in self._let_through:
             return await handler(event, data)  # handled again after a failure
         sent = getattr(event, "date", None)
-        if isinstance(sent, datetime) and sent < datetime.now(UTC) - self.window:
+        received: datetime = data.get("received_at") or datetime.now(UTC)
+        if isinstance(sent, datetime) and sent < received - self.window:
             return await handler(event, data)  # sent long ago: a backlog, not a flood
         if await self.limiter.hit(self.messages, "telegram-flood", str(user.id)):
             if key is not None:

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -90,6 +91,7 @@ class ConfirmingPoller:
         # Every update received and not yet handled (in hand, failed, or behind an earlier
         # one of its user), with its user; then those in hand, and those that failed.
         self.unhandled: dict[int, int | None] = {}
+        self.received: dict[int, datetime] = {}  # when each update was first fetched
         self.in_hand: dict[int, asyncio.Task[None]] = {}
         self.failed: dict[int, _Failed] = {}
         self.handled: set[int] = set()  # handled, not yet confirmed (an older one is not)
@@ -156,6 +158,7 @@ class ConfirmingPoller:
             if beyond is None or update_id < beyond:
                 log.warning("telegram update gone while waiting", extra={"update_id": update_id})
                 del self.unhandled[update_id]
+                self.received.pop(update_id, None)
                 self.failed.pop(update_id, None)
 
     def _waits_for_an_earlier(self, update_id: int, user: int | None) -> bool:
@@ -173,6 +176,7 @@ class ConfirmingPoller:
             return False
         user = _user_of(update)
         self.unhandled[update_id] = user
+        self.received.setdefault(update_id, datetime.now(UTC))
         failed = self.failed.get(update_id)
         if failed is not None and asyncio.get_running_loop().time() < failed.retry_at:
             return False
@@ -190,7 +194,10 @@ class ConfirmingPoller:
             # One claim owner per poller and update: a claim its earlier round left (its
             # release failed with the database) is known as its own (OncePerUpdate).
             response = await self.dispatcher.feed_update(
-                self.bot, update, update_claim_owner=f"{self.owner}:{update_id}"
+                self.bot,
+                update,
+                update_claim_owner=f"{self.owner}:{update_id}",
+                received_at=self.received.get(update_id),
             )
             if isinstance(response, TelegramMethod):
                 await self.dispatcher.silent_call_request(self.bot, response)
@@ -220,6 +227,7 @@ class ConfirmingPoller:
 
     def _handled(self, update_id: int) -> None:
         self.unhandled.pop(update_id, None)
+        self.received.pop(update_id, None)
         self.handled.add(update_id)
 
     async def _drain(self) -> None:
