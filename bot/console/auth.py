@@ -199,10 +199,10 @@ class ConsoleAuth:
         if request.method not in SAFE_METHODS:
             try:
                 # Read (and kept by aiohttp for the handler) before anything else: a
-                # multipart field that is not UTF-8 is a UnicodeDecodeError there, which
-                # was a 500 on every console form.
+                # multipart field that is not UTF-8 (UnicodeDecodeError) or in an unknown
+                # charset was a 500 on every console form.
                 form = await request.post()
-            except ValueError:
+            except (ValueError, LookupError):  # LookupError: a charset nobody knows
                 raise web.HTTPBadRequest(text=self._t(self._locale(request), FORBIDDEN)) from None
             sent = request.headers.get("X-CSRF-Token")
             if sent is None:

@@ -377,11 +377,13 @@ class TicketService:
             staff_id=staff_id,
             idempotency_key=idempotency_key,
         )
+        # The staff views first, once (not for the same reply again: a double click, a
+        # retried POST): what fails after must not leave a reply they never see.
+        if stored.created:
+            await self._notify("staff_message", ticket, stored.item)
         if ticket.first_response_at is None:  # (a retry too: the first may have died here)
             event = TimelineEvent(at=self.clock(), kind="reply", actor=staff_id)
             await self.repos.tickets.first_response(ticket.id, event)
-        if stored.created:  # not for the same reply again (a double click, a retried POST)
-            await self._notify("staff_message", ticket, stored.item)
         return stored.item
 
     async def add_note(self, ticket_id: str, *, staff_id: str, text: str) -> Ticket:

@@ -120,6 +120,9 @@ async def test_a_multipart_form_that_is_not_utf8_is_refused_not_a_500(
     assert response.status == 400  # and signed in, on any form
     body, headers = multipart(csrf=token.encode(), text="café".encode())
     assert (await client.post("/console/_test/change", data=body, headers=headers)).status == 200
+    unknown = {"Content-Type": "application/x-www-form-urlencoded; charset=no-such-charset"}
+    response = await client.post("/console/_test/change", data=b"csrf=x", headers=unknown)
+    assert response.status == 400
 
 
 async def test_the_login_form_itself_needs_the_token(client: Client, container: Container) -> None:

@@ -21,6 +21,7 @@ from bot.domain.models import (
 )
 from bot.domain.tickets import InvalidTransition
 from bot.storage import DatabaseUnavailable
+from bot.storage.locks import Busy
 from tests.services.chat import Chat
 from tests.support import FixedClock, RecordingSender, eventually
 
@@ -239,3 +240,44 @@ async def test_the_same_console_reply_twice_is_sent_mirrored_and_counted_once(
     ticket = await container.tickets.get(ticket_id)
     assert len([e for e in ticket.events if e.kind == "reply"]) == 1
     assert ticket.first_response_at is not None
+
+
+async def test_a_reply_retried_after_its_first_response_failed_reaches_the_staff_views(
+    container: Container, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticket_id = await filed(container)
+    mirrored: list[str] = []
+
+    class Topic:
+        async def ticket_filed(self, ticket: Ticket, customer: Customer) -> None:
+            pass
+
+        async def customer_message(self, ticket: Ticket, message: Message) -> None:
+            pass
+
+        async def staff_message(self, ticket: Ticket, message: Message) -> None:
+            mirrored.append(message.text)
+
+    container.tickets.listeners.append(Topic())
+    first_response = container.repos.tickets.first_response
+    calls: list[str] = []
+
+    async def busy_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append("first response")
+        if len(calls) == 1:
+            raise Busy(f"ticket:{ticket_id}")  # the ticket's lock held elsewhere
+        return await first_response(*args, **kwargs)
+
+    monkeypatch.setattr(container.repos.tickets, "first_response", busy_once)
+    key = "console:" + "b" * 32
+    with pytest.raises(Busy):
+        await container.tickets.staff_reply(
+            ticket_id, staff_id="agent", text="On its way.", idempotency_key=key
+        )
+    await container.tickets.staff_reply(
+        ticket_id, staff_id="agent", text="On its way.", idempotency_key=key
+    )
+    await container.delivery.drain()
+    assert sum("On its way." in t for t in sender.texts()) == 1
+    assert len(mirrored) == 1
+    assert (await container.tickets.get(ticket_id)).first_response_at is not None
