@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from bot.app import Container
 from bot.config import Settings
-from bot.domain.models import Customer, Message
+from bot.domain.models import Customer, Message, Ticket
 from bot.services.delivery import SendResult, Sent
 
 T = TypeVar("T")
@@ -64,6 +64,23 @@ class FixedClock:
 
     def advance(self, **kwargs: float) -> None:
         self.now += timedelta(**kwargs)
+
+
+class StaffViews:
+    """A ticket listener (TicketService.listeners) that keeps what staff were told of."""
+
+    def __init__(self) -> None:
+        self.customer_words: list[str] = []
+        self.staff_replies: list[str] = []
+
+    async def ticket_filed(self, ticket: Ticket, customer: Customer) -> None:
+        pass
+
+    async def customer_message(self, ticket: Ticket, message: Message) -> None:
+        self.customer_words.append(message.text)
+
+    async def staff_message(self, ticket: Ticket, message: Message) -> None:
+        self.staff_replies.append(message.text)
 
 
 @dataclass

@@ -16,11 +16,11 @@ import socketio
 
 import bot.channels.widget as widget_channel
 from bot.config import Settings
-from bot.domain.models import Channel, Customer, Direction, Message, Ticket, TicketStatus
+from bot.domain.models import Channel, Direction, TicketStatus
 from bot.domain.privacy import conversation_key
 from tests.channels.service import Service, serving
 from tests.channels.widget import WidgetVisitor, customer_of, sign
-from tests.support import configured
+from tests.support import StaffViews, configured
 
 SECRET = "host-app-secret-for-tests"
 
@@ -613,19 +613,8 @@ async def test_words_kept_but_answered_unavailable_wake_the_ticket_when_sent_aga
     assert ticket is not None
     await tickets.change_status(ticket.id, TicketStatus.IN_PROGRESS, actor="agent-1")
     await tickets.change_status(ticket.id, TicketStatus.WAITING_FOR_CUSTOMER, actor="agent-1")
-    heard: list[str] = []
-
-    class Staff:
-        async def ticket_filed(self, ticket: Ticket, customer: Customer) -> None:
-            pass
-
-        async def customer_message(self, _: Ticket, message: Message) -> None:
-            heard.append(message.text)
-
-        async def staff_message(self, ticket: Ticket, message: Message) -> None:
-            pass
-
-    tickets.listeners.append(Staff())
+    views = StaffViews()
+    tickets.listeners.append(views)
     words = "Here is the order number: 4711."
     held = await repos.locks.acquire(f"ticket:{ticket.id}", timedelta(seconds=30))
     assert held is not None  # another process is changing the ticket
@@ -639,10 +628,10 @@ async def test_words_kept_but_answered_unavailable_wake_the_ticket_when_sent_aga
     after = await repos.tickets.get(ticket.id)
     assert after is not None
     assert after.status is TicketStatus.IN_PROGRESS
-    assert heard == [words]
+    assert views.customer_words == [words]
     once_more = await visitor.send("text", words, client_id="wake-0001")
     assert once_more["duplicate"] is True
-    assert heard == [words]  # told once
+    assert views.customer_words == [words]  # told once
     stored = [m.text for m in await repos.messages.after_seq(customer.id, 0)]
     assert stored.count(words) == 1
 

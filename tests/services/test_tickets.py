@@ -11,11 +11,8 @@ import pytest
 from bot.app import Container
 from bot.domain.models import (
     Channel,
-    Customer,
     DeliveryState,
-    Message,
     StatusNotice,
-    Ticket,
     TicketStatus,
     TimelineEvent,
 )
@@ -23,7 +20,7 @@ from bot.domain.tickets import InvalidTransition
 from bot.storage import DatabaseUnavailable
 from bot.storage.locks import Busy
 from tests.services.chat import Chat
-from tests.support import FixedClock, RecordingSender, eventually
+from tests.support import FixedClock, RecordingSender, StaffViews, eventually
 
 
 async def filed(container: Container, user: str = "77", locale: str = "en") -> str:
@@ -209,19 +206,8 @@ async def test_the_same_console_reply_twice_is_sent_mirrored_and_counted_once(
     """A double click, or a POST retried, with the form's key: one message, one mirror in
     the staff views, one first response; also when both arrive at once."""
     ticket_id = await filed(container)
-    mirrored: list[str] = []
-
-    class Topic:
-        async def ticket_filed(self, ticket: Ticket, customer: Customer) -> None:
-            pass
-
-        async def customer_message(self, ticket: Ticket, message: Message) -> None:
-            pass
-
-        async def staff_message(self, ticket: Ticket, message: Message) -> None:
-            mirrored.append(message.text)
-
-    container.tickets.listeners.append(Topic())
+    views = StaffViews()
+    container.tickets.listeners.append(views)
     key = "console:" + "a" * 32
     await asyncio.gather(
         *(
@@ -236,7 +222,7 @@ async def test_the_same_console_reply_twice_is_sent_mirrored_and_counted_once(
     )
     await container.delivery.drain()
     assert sum("On its way." in t for t in sender.texts()) == 1
-    assert len(mirrored) == 1
+    assert len(views.staff_replies) == 1
     ticket = await container.tickets.get(ticket_id)
     assert len([e for e in ticket.events if e.kind == "reply"]) == 1
     assert ticket.first_response_at is not None
@@ -246,19 +232,8 @@ async def test_a_reply_retried_after_its_first_response_failed_reaches_the_staff
     container: Container, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ticket_id = await filed(container)
-    mirrored: list[str] = []
-
-    class Topic:
-        async def ticket_filed(self, ticket: Ticket, customer: Customer) -> None:
-            pass
-
-        async def customer_message(self, ticket: Ticket, message: Message) -> None:
-            pass
-
-        async def staff_message(self, ticket: Ticket, message: Message) -> None:
-            mirrored.append(message.text)
-
-    container.tickets.listeners.append(Topic())
+    views = StaffViews()
+    container.tickets.listeners.append(views)
     first_response = container.repos.tickets.first_response
     calls: list[str] = []
 
@@ -279,5 +254,5 @@ async def test_a_reply_retried_after_its_first_response_failed_reaches_the_staff
     )
     await container.delivery.drain()
     assert sum("On its way." in t for t in sender.texts()) == 1
-    assert len(mirrored) == 1
+    assert len(views.staff_replies) == 1
     assert (await container.tickets.get(ticket_id)).first_response_at is not None
