@@ -383,7 +383,9 @@ class TicketService:
             await self._notify("staff_message", ticket, stored.item)
         if ticket.first_response_at is None:  # (a retry too: the first may have died here)
             event = TimelineEvent(at=self.clock(), kind="reply", actor=staff_id)
-            await self.repos.tickets.first_response(ticket.id, event)
+            if await self.repos.tickets.first_response(ticket.id, event):
+                # The views that keep figures (analytics: answered on time) follow it.
+                await self._notify("ticket_changed", await self.get(ticket.id), "first_response")
         return stored.item
 
     async def add_note(self, ticket_id: str, *, staff_id: str, text: str) -> Ticket:

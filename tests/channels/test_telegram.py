@@ -14,11 +14,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.dispatcher.event.handler import CallableObject
 from aiogram.dispatcher.event.telegram import TelegramEventObserver
 from aiogram.methods import AnswerCallbackQuery, GetUpdates, SendMessage
 from aiogram.methods.base import Response, TelegramMethod
 
+from bot.admission import Admission
 from bot.channels.telegram import WebhookHandler, get_routers
 from bot.channels.telegram.responses import response_models
 from bot.config import Settings
@@ -32,6 +34,7 @@ from bot.domain.models import (
     utcnow,
 )
 from bot.domain.privacy import EXPORT_FORMAT
+from bot.metrics import Metrics
 from bot.storage.locks import Claim
 from tests.channels.service import Service
 from tests.channels.telegram import TelegramCustomer, running, telegram_settings
@@ -413,6 +416,29 @@ async def test_a_flood_waiting_behind_a_slow_answer_is_still_a_flood(
         assert [t for t in customer.texts() if "very quickly" in t]
 
 
+async def test_messages_sent_calmly_behind_a_slow_answer_are_not_a_flood(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    """One message a second (the limit is 3 in 2 s) while the answer to the first hangs:
+    released together afterwards, none is dropped."""
+    configured = telegram_settings(
+        settings, fake, telegram_flood_messages=3, telegram_flood_seconds=2
+    )
+    async with running(configured, fake) as service:
+        customer = TelegramCustomer(fake, service, 5022)
+        release = fake.hold("sendMessage", chat_id=customer.user_id)
+        sent = [fake.user_command(customer.user_id, "help")]
+        for _ in range(5):
+            await asyncio.sleep(1.0)  # a calm pace: 2 a window, the limit is 3
+            sent.append(fake.user_command(customer.user_id, "help"))
+        await asyncio.sleep(1.0)
+        release.set()
+        for update in sent:
+            await customer.handled(update)
+        assert not [t for t in customer.texts() if "very quickly" in t]
+        assert len(customer.texts()) == 6
+
+
 async def test_an_update_handled_again_after_a_failure_is_counted_once_for_flooding(
     settings: Settings, fake: FakeTelegram
 ) -> None:
@@ -618,6 +644,45 @@ async def test_a_stuck_webhook_update_and_its_redeliveries_hold_one_slot(
         async with http.post(url, json=stuck, headers=headers) as response:
             assert response.status == 200  # waited for the handling, which went through
         assert len(fake.sent_texts(5019)) == 1
+
+
+async def test_a_failed_webhook_update_leaves_no_unretrieved_future() -> None:
+    """A handling that fails is answered 500, its error retrieved: asyncio reports no
+    exception that was never retrieved."""
+
+    class Boom(BaseMiddleware):
+        async def __call__(self, handler: Any, event: Any, data: Any) -> Any:
+            raise RuntimeError("the handling failed")
+
+    dispatcher = Dispatcher()
+    dispatcher.update.outer_middleware(Boom())
+    bot = Bot("123456:" + "A" * 35)
+    webhook = WebhookHandler(
+        dispatcher, bot, handle_in_background=False, admission=Admission(5, Metrics())
+    )
+    sender = {"id": 5, "is_bot": False, "first_name": "A"}
+    chat = {"id": 5, "type": "private"}
+    message = {"message_id": 1, "date": 0, "chat": chat, "from": sender, "text": "hi"}
+    update = {"update_id": 1, "message": message}
+
+    class Request:
+        async def json(self, loads: Any) -> Any:
+            return update
+
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        for _ in range(2):
+            with pytest.raises(RuntimeError):
+                await webhook._handle_request(bot, Request())  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+        await bot.session.close()
+    assert [c["message"] for c in reported] == []
 
 
 async def test_a_webhook_body_that_is_not_an_update_gets_400_not_500(

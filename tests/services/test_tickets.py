@@ -256,3 +256,16 @@ async def test_a_reply_retried_after_its_first_response_failed_reaches_the_staff
     assert sum("On its way." in t for t in sender.texts()) == 1
     assert len(views.staff_replies) == 1
     assert (await container.tickets.get(ticket_id)).first_response_at is not None
+
+
+async def test_a_first_reply_reaches_the_analytics_as_a_first_response(
+    container: Container,
+) -> None:
+    ticket_id = await filed(container)
+    await container.tickets.staff_reply(ticket_id, staff_id="agent", text="On its way.")
+    ticket = await container.tickets.get(ticket_id)
+    assert ticket.first_response_at is not None
+    assert ticket.analytics_id is not None
+    fact = await container.repos.analytics.get(ticket.analytics_id)
+    assert fact is not None
+    assert fact.first_response_day is not None  # the figures know it was answered

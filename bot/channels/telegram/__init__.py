@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -60,9 +61,16 @@ class WebhookHandler(SimpleRequestHandler):
 
     DEADLINE = 50.0  # seconds: under the minute Telegram waits for an answer
 
-    def __init__(self, *args: Any, admission: Admission, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        admission: Admission,
+        first_seen: Callable[[Update], Awaitable[None]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.admission = admission
+        self.first_seen = first_seen  # told of each update as it arrives (FloodControl)
         self.running: dict[int, asyncio.Task[TelegramMethod[Any] | None]] = {}
 
     async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
@@ -75,6 +83,8 @@ class WebhookHandler(SimpleRequestHandler):
         # handling, with no slot of its own: a stuck update and its redeliveries must not
         # fill the process's slots and turn every other customer away.
         handling = self.running.get(update.update_id)
+        if handling is None and self.first_seen is not None:
+            await self.first_seen(update)
         if handling is None:
             slot = contextlib.ExitStack()
             if not slot.enter_context(self.admission.slot("telegram")):
@@ -83,7 +93,8 @@ class WebhookHandler(SimpleRequestHandler):
             handling = asyncio.create_task(self._handle_update(bot, update, slot))
             self.running[update.update_id] = handling
             handling.add_done_callback(lambda _: self.running.pop(update.update_id, None))
-        done, _ = await asyncio.wait({asyncio.shield(handling)}, timeout=self.DEADLINE)
+        # Not cancelled with this request: asyncio.wait leaves what it waits for running.
+        done, _ = await asyncio.wait({handling}, timeout=self.DEADLINE)
         if not done:
             log.warning("telegram update still being handled; answered 503 to be sent again")
             handling.add_done_callback(_late_outcome)
@@ -164,14 +175,13 @@ class TelegramChannel:
                 claim_ttl=timedelta(seconds=settings.telegram_update_claim_seconds),
             )
         )
-        self.dispatcher.message.outer_middleware(
-            FloodControl(
-                settings.telegram_flood_messages,
-                settings.telegram_flood_seconds,
-                self._slow_down,
-                rate_limits or MemoryStorage(),
-            )
+        self.flood = FloodControl(
+            settings.telegram_flood_messages,
+            settings.telegram_flood_seconds,
+            self._slow_down,
+            rate_limits or MemoryStorage(),
         )
+        self.dispatcher.message.outer_middleware(self.flood)
         self.dispatcher.include_routers(*get_routers(settings.telegram_staff_chat_id))
         delivery.register(Channel.TELEGRAM, TelegramSender(self.bot, self.limiter))
         self._polling: asyncio.Task[None] | None = None
@@ -202,6 +212,7 @@ class TelegramChannel:
                 handle_in_background=False,
                 secret_token=secret.get_secret_value(),
                 admission=self.admission,
+                first_seen=self.flood.first_seen,
             ).register(app, path=WEBHOOK_PATH)
 
     async def start(self) -> None:
@@ -244,6 +255,7 @@ class TelegramChannel:
                     concurrency=self.settings.telegram_polling_concurrency,
                     timeout=self.settings.telegram_polling_timeout,
                     allowed_updates=allowed,
+                    first_seen=self.flood.first_seen,
                 )
                 polling = asyncio.create_task(poller.run())
                 log.info("telegram polling started")

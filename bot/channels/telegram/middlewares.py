@@ -66,9 +66,6 @@ class InOrderPerUser(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)  # noqa: S101 - registered as an update middleware
-        # When the update reached this process, before it waits behind the user's others:
-        # FloodControl tells a backlog from a flood by it, not by when it reaches it.
-        data.setdefault("received_at", datetime.now(UTC))
         user: User | None = getattr(event.event, "from_user", None)
         if user is None:
             return await handler(event, data)
@@ -205,13 +202,18 @@ class FloodControl(BaseMiddleware):
     Counted in `storage` (bot.sharing): in memory for one process, in Redis when several
     share the work (in webhook mode any process may get a user's next update).
 
-    What is counted is what the user sends now, not what reaches us at once: a message
-    sent longer than a window ago (a backlog after downtime or a database outage, which
-    Telegram or the poller hands over in one go) is not counted, and an update handled
-    again after a failure (OncePerUpdate's retries, the poller's rounds) is counted once.
+    A message is judged when it first reaches the process (`first_seen`: the poller's
+    first fetch of it, the webhook's first request), not when it is handled: a user's
+    messages are handled one at a time, and those queued behind a slow answer or a
+    database outage are handled back to back however calmly they were sent, while a
+    flood queued the same way must still count. A message sent longer than a window
+    before it reached us (a backlog after downtime, handed over in one go) is not
+    counted; an update handled again (OncePerUpdate's retries, the poller's rounds,
+    Telegram's redeliveries) keeps its first verdict. A message no verdict is known for
+    (first seen by another process) is judged when handled.
     """
 
-    REMEMBERED = 10_000  # updates let through, by key: a retry of one is not counted again
+    REMEMBERED = 10_000  # verdicts kept, by update id
 
     def __init__(
         self,
@@ -226,25 +228,45 @@ class FloodControl(BaseMiddleware):
         self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.notify = notify
         self.window = timedelta(seconds=seconds)
-        self._let_through: OrderedDict[str, None] = OrderedDict()
+        self._verdicts: OrderedDict[int, bool] = OrderedDict()  # update id -> let through
+
+    async def first_seen(self, update: Update) -> None:
+        """Judge `update` now, as it reaches the process (a message in a private chat)."""
+        message = update.message
+        if (
+            message is None
+            or message.from_user is None
+            or message.chat.type != ChatType.PRIVATE
+            or update.update_id in self._verdicts
+        ):
+            return
+        try:
+            allowed = await self._judge(message.from_user, message.date)
+        except Exception:
+            log.warning("flood control: could not judge an update on arrival")
+            return
+        self._verdicts[update.update_id] = allowed
+        while len(self._verdicts) > self.REMEMBERED:
+            self._verdicts.popitem(last=False)
+
+    async def _judge(self, user: User, sent: datetime | None) -> bool:
+        if isinstance(sent, datetime) and sent < datetime.now(UTC) - self.window:
+            return True  # sent long before it reached us: a backlog, not a flood
+        return await self.limiter.hit(self.messages, "telegram-flood", str(user.id))
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         chat: Chat | None = data.get("event_chat")
         if user is None or chat is None or chat.type != ChatType.PRIVATE:
             return await handler(event, data)  # staff in their group are not throttled
-        key: str | None = data.get("event_key")
-        if key is not None and key in self._let_through:
-            return await handler(event, data)  # handled again after a failure
-        sent = getattr(event, "date", None)
-        received: datetime = data.get("received_at") or datetime.now(UTC)
-        if isinstance(sent, datetime) and sent < received - self.window:
-            return await handler(event, data)  # sent long ago: a backlog, not a flood
-        if await self.limiter.hit(self.messages, "telegram-flood", str(user.id)):
-            if key is not None:
-                self._let_through[key] = None
-                while len(self._let_through) > self.REMEMBERED:
-                    self._let_through.popitem(last=False)
+        update: Update | None = data.get("event_update")
+        update_id = None if update is None else update.update_id
+        allowed = None if update_id is None else self._verdicts.get(update_id)
+        if allowed is None:
+            allowed = await self._judge(user, getattr(event, "date", None))
+            if update_id is not None:
+                self._verdicts[update_id] = allowed
+        if allowed:
             return await handler(event, data)
         if await self.limiter.hit(self.notice, "telegram-flood-notice", str(user.id)):
             await self.notify(user)

@@ -34,8 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -81,7 +81,9 @@ class ConfirmingPoller:
         concurrency: int,
         timeout: int,
         allowed_updates: list[str] | None,
+        first_seen: Callable[[Update], Awaitable[None]] | None = None,
     ) -> None:
+        self.first_seen = first_seen  # told of each update when it is first fetched
         self.dispatcher = dispatcher
         self.bot = bot
         self.timeout = timeout
@@ -91,7 +93,6 @@ class ConfirmingPoller:
         # Every update received and not yet handled (in hand, failed, or behind an earlier
         # one of its user), with its user; then those in hand, and those that failed.
         self.unhandled: dict[int, int | None] = {}
-        self.received: dict[int, datetime] = {}  # when each update was first fetched
         self.in_hand: dict[int, asyncio.Task[None]] = {}
         self.failed: dict[int, _Failed] = {}
         self.handled: set[int] = set()  # handled, not yet confirmed (an older one is not)
@@ -158,7 +159,6 @@ class ConfirmingPoller:
             if beyond is None or update_id < beyond:
                 log.warning("telegram update gone while waiting", extra={"update_id": update_id})
                 del self.unhandled[update_id]
-                self.received.pop(update_id, None)
                 self.failed.pop(update_id, None)
 
     def _waits_for_an_earlier(self, update_id: int, user: int | None) -> bool:
@@ -175,8 +175,9 @@ class ConfirmingPoller:
         if update_id in self.in_hand or update_id in self.handled:
             return False
         user = _user_of(update)
+        if update_id not in self.unhandled and self.first_seen is not None:
+            await self.first_seen(update)  # e.g. flood control, on arrival (FloodControl)
         self.unhandled[update_id] = user
-        self.received.setdefault(update_id, datetime.now(UTC))
         failed = self.failed.get(update_id)
         if failed is not None and asyncio.get_running_loop().time() < failed.retry_at:
             return False
@@ -194,10 +195,7 @@ class ConfirmingPoller:
             # One claim owner per poller and update: a claim its earlier round left (its
             # release failed with the database) is known as its own (OncePerUpdate).
             response = await self.dispatcher.feed_update(
-                self.bot,
-                update,
-                update_claim_owner=f"{self.owner}:{update_id}",
-                received_at=self.received.get(update_id),
+                self.bot, update, update_claim_owner=f"{self.owner}:{update_id}"
             )
             if isinstance(response, TelegramMethod):
                 await self.dispatcher.silent_call_request(self.bot, response)
@@ -227,7 +225,6 @@ class ConfirmingPoller:
 
     def _handled(self, update_id: int) -> None:
         self.unhandled.pop(update_id, None)
-        self.received.pop(update_id, None)
         self.handled.add(update_id)
 
     async def _drain(self) -> None:
