@@ -384,8 +384,10 @@ class TicketService:
         if ticket.first_response_at is None:  # (a retry too: the first may have died here)
             event = TimelineEvent(at=self.clock(), kind="reply", actor=staff_id)
             if await self.repos.tickets.first_response(ticket.id, event):
-                # The views that keep figures (analytics: answered on time) follow it.
-                await self._notify("ticket_changed", await self.get(ticket.id), "first_response")
+                # The views that keep figures (analytics: answered on time) follow it; no
+                # read again, which could fail a reply already kept (they read what they need).
+                answered = ticket.model_copy(update={"first_response_at": event.at})
+                await self._notify("ticket_changed", answered, "first_response")
         return stored.item
 
     async def add_note(self, ticket_id: str, *, staff_id: str, text: str) -> Ticket:

@@ -269,3 +269,27 @@ async def test_a_first_reply_reaches_the_analytics_as_a_first_response(
     fact = await container.repos.analytics.get(ticket.analytics_id)
     assert fact is not None
     assert fact.first_response_day is not None  # the figures know it was answered
+
+
+async def test_a_first_response_is_not_read_again_to_tell_the_analytics(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read failing right after the first response was recorded used to fail a reply
+    already kept; its retry then told nobody, and the figures kept it unanswered."""
+    ticket_id = await filed(container)
+    ticket = await container.tickets.get(ticket_id)
+    reads: list[str] = []
+    get = container.tickets.get
+
+    async def counting_get(*args: Any, **kwargs: Any) -> Any:
+        reads.append("get")
+        if len(reads) > 1:
+            raise DatabaseUnavailable(TimeoutError("the database blinked"))
+        return await get(*args, **kwargs)
+
+    monkeypatch.setattr(container.tickets, "get", counting_get)
+    await container.tickets.staff_reply(ticket_id, staff_id="agent", text="On its way.")
+    assert ticket.analytics_id is not None
+    fact = await container.repos.analytics.get(ticket.analytics_id)
+    assert fact is not None
+    assert fact.first_response_day is not None

@@ -94,7 +94,11 @@ class WebhookHandler(SimpleRequestHandler):
             self.running[update.update_id] = handling
             handling.add_done_callback(lambda _: self.running.pop(update.update_id, None))
         # Not cancelled with this request: asyncio.wait leaves what it waits for running.
-        done, _ = await asyncio.wait({handling}, timeout=self.DEADLINE)
+        try:
+            done, _ = await asyncio.wait({handling}, timeout=self.DEADLINE)
+        except asyncio.CancelledError:  # the request (at shutdown): it ends on its own
+            handling.add_done_callback(_late_outcome)
+            raise
         if not done:
             log.warning("telegram update still being handled; answered 503 to be sent again")
             handling.add_done_callback(_late_outcome)
