@@ -4,8 +4,10 @@ tests/channels; this file checks what is stored, exported and erased."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -292,3 +294,47 @@ async def test_a_topic_that_can_never_be_deleted_is_given_up_and_flagged(
     request = await container.repos.privacy_requests.get(report.request_id)
     assert request is not None
     assert request.detail["telegram_topics_left"] == "1"  # staff delete it by hand
+
+
+async def test_c3_2_6_a_ticket_filed_while_the_erasure_runs_is_erased_too(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The customer presses submit on one device while the erasure runs from another (or
+    from the console): the ticket is filed after the erasure listed the tickets. It holds
+    the dialogue's claim, which the erasure waits for, and is erased after it."""
+    words = "Carol: my order 4471 was wrong, call me at home."
+    carol = Chat(container, "carol-9001", locale="en")
+    await carol.command(Command.START)
+    for value in ("yes", "yes", "yes", "logistics", "2"):
+        await carol.choose(value)
+    await carol.text(words)
+    await carol.choose("done")
+    await carol.choose("skip")
+    assert carol.step == "summary"
+    customer = await container.repos.customers.find(Channel.TELEGRAM, carol.user)
+    assert customer is not None
+
+    filing, listed = asyncio.Event(), asyncio.Event()
+    real_file = container.tickets.file
+    real_all = container.repos.tickets.all_for_customer
+
+    async def slow_file(*args: Any, **kwargs: Any) -> Any:
+        filing.set()  # inside the step's claim, about to file
+        await listed.wait()
+        return await real_file(*args, **kwargs)
+
+    async def listing(customer_id: str) -> Any:
+        found = await real_all(customer_id)
+        listed.set()
+        return found
+
+    monkeypatch.setattr(container.tickets, "file", slow_file)
+    monkeypatch.setattr(container.repos.tickets, "all_for_customer", listing)
+    submit = asyncio.create_task(carol.choose("submit"))
+    await asyncio.wait_for(filing.wait(), 10)
+    report = await container.privacy.erase(customer)
+    await submit
+    assert report.removed.get("customers") == 1
+    stored = await everything_stored(container)
+    assert words not in stored
+    assert customer.id not in stored
