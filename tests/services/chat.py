@@ -44,7 +44,8 @@ class Chat:
     def error(self) -> str | None:
         return self.last[-1].error if self.last else None
 
-    async def happy_path(self, text: str = "The parcel arrived two days late.") -> None:
+    async def to_the_summary(self, text: str = "The parcel arrived two days late.") -> None:
+        """The flow up to its summary, the last question before submit."""
         await self.command(Command.START)
         for value in ("yes", "yes", "yes", "logistics", "2"):
             await self.choose(value)
@@ -52,4 +53,7 @@ class Chat:
         await self.choose("done")
         await self.choose("skip")
         assert self.step == "summary", self.last
+
+    async def happy_path(self, text: str = "The parcel arrived two days late.") -> None:
+        await self.to_the_summary(text)
         await self.choose("submit")

@@ -304,13 +304,7 @@ async def test_c3_2_6_a_ticket_filed_while_the_erasure_runs_is_erased_too(
     the dialogue's claim, which the erasure waits for, and is erased after it."""
     words = "Carol: my order 4471 was wrong, call me at home."
     carol = Chat(container, "carol-9001", locale="en")
-    await carol.command(Command.START)
-    for value in ("yes", "yes", "yes", "logistics", "2"):
-        await carol.choose(value)
-    await carol.text(words)
-    await carol.choose("done")
-    await carol.choose("skip")
-    assert carol.step == "summary"
+    await carol.to_the_summary(words)
     customer = await container.repos.customers.find(Channel.TELEGRAM, carol.user)
     assert customer is not None
 
