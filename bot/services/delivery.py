@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, Required, TypedDict, Unpack
 
 from bot.domain.models import (
     Author,
@@ -139,6 +139,16 @@ def backoff_seconds(attempt: int, cap: float = 300.0) -> float:
     return random.uniform(0.5, 1.0) * min(cap, 2.0 ** max(0, attempt - 1))  # noqa: S311
 
 
+class Outbound(TypedDict, total=False):
+    """What `DeliveryService.enqueue` takes besides the customer and the text."""
+
+    kind: Required[str]
+    ticket_id: str | None
+    author: Author
+    staff_id: str | None
+    idempotency_key: str | None
+
+
 class DeliveryService:
     def __init__(
         self,
@@ -169,28 +179,9 @@ class DeliveryService:
     def register(self, channel: Channel, sender: Sender) -> None:
         self.senders[channel] = sender
 
-    async def enqueue(
-        self,
-        customer: Customer,
-        text: str,
-        *,
-        kind: str,
-        ticket_id: str | None = None,
-        author: Author = Author.BOT,
-        staff_id: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Message:
+    async def enqueue(self, customer: Customer, text: str, **fields: Unpack[Outbound]) -> Message:
         """Store an outbound message (durably, before anything is sent) and wake the sender."""
-        stored = await self.enqueue_once(
-            customer,
-            text,
-            kind=kind,
-            ticket_id=ticket_id,
-            author=author,
-            staff_id=staff_id,
-            idempotency_key=idempotency_key,
-        )
-        return stored.item
+        return (await self.enqueue_once(customer, text, **fields)).item
 
     async def enqueue_once(
         self,

@@ -491,10 +491,7 @@ class PrivacyService:
             request.id, **{"detail.started_at": self.clock().isoformat()}
         )
         report = ErasureReport(request_id=request.id)
-        for ticket in await self.repos.tickets.all_for_customer(customer.id):
-            counts = await self.anonymize_ticket(ticket, forget_customer=True, request=request)
-            report.pending += counts.pop("pending", 0)
-            report.add(counts)
+        await self._anonymize_tickets(customer.id, request, report)
         key = conversation_key(customer.channel.value, customer.external_id)
         repos = self.repos
         report.add(
@@ -512,11 +509,7 @@ class PrivacyService:
         # A step in flight when the erasure began (a ticket being filed, with its
         # acknowledgement) holds the dialogue's claim, which erasing the dialogue above
         # waited for: what it wrote after the first pass goes too.
-        for ticket in await self.repos.tickets.all_for_customer(customer.id):
-            if ticket.anonymized_at is None:
-                counts = await self.anonymize_ticket(ticket, forget_customer=True, request=request)
-                report.pending += counts.pop("pending", 0)
-                report.add(counts)
+        await self._anonymize_tickets(customer.id, request, report, only_new=True)
         report.add({"messages": await repos.messages.delete_for_customer(customer.id)})
         report.add({"customers": int(await repos.customers.delete(customer))})
         removed = {name: str(count) for name, count in sorted(report.removed.items()) if count}
@@ -527,6 +520,22 @@ class PrivacyService:
         await repos.privacy_requests.forget_customer(customer.id)
         log.info("customer data erased", extra={"request_id": request.id, **removed})
         return report
+
+    async def _anonymize_tickets(
+        self,
+        customer_id: str,
+        request: PrivacyRequest,
+        report: ErasureReport,
+        *,
+        only_new: bool = False,
+    ) -> None:
+        """Anonymize the customer's tickets (`only_new`: those not anonymized yet)."""
+        for ticket in await self.repos.tickets.all_for_customer(customer_id):
+            if only_new and ticket.anonymized_at is not None:
+                continue
+            counts = await self.anonymize_ticket(ticket, forget_customer=True, request=request)
+            report.pending += counts.pop("pending", 0)
+            report.add(counts)
 
     async def _retry_topics(self, request: PrivacyRequest) -> int:
         """Try each topic again; one that keeps failing (the bot lost its rights in the
