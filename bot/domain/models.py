@@ -84,6 +84,9 @@ class Customer(Model):
     phone: str | None = personal(default=None)
     # The ticket filed last: usually the open one new words go to (found by `_id`).
     last_ticket_id: str | None = None
+    # Set when their erasure begins: what is written for them from then on is taken
+    # back by its writer (Repositories.fence). The record itself goes last.
+    erasing_since: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -50,6 +50,7 @@ class ConsentService:
                 at=self.clock(),
             )
         )
+        await self.repos.fence(customer.id)  # an erasure began meanwhile: taken back
 
     async def refused(self, channel: Channel) -> None:
         """Processing declined: an anonymous count per day, nothing about the person."""

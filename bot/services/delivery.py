@@ -209,6 +209,7 @@ class DeliveryService:
             delivery=Delivery(next_attempt_at=self.clock()),
         )
         stored = await self.repos.messages.append(message)
+        await self.repos.fence(customer.id)  # an erasure began meanwhile: taken back
         self._wake.set()
         return stored
 

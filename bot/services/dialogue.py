@@ -24,9 +24,9 @@ from bot.metrics import Metrics
 from bot.services.consents import ConsentService
 from bot.services.delivery import Clock
 from bot.services.privacy import PrivacyService
-from bot.services.privacy_dialogue import ExportFile, MenuOutcome, PrivacyMenu
+from bot.services.privacy_dialogue import ERASED, ExportFile, MenuOutcome, PrivacyMenu
 from bot.services.tickets import NO_TICKETS, TicketService
-from bot.storage import Repositories
+from bot.storage import CustomerErased, Repositories
 from bot.storage.conversations import ConcurrentUpdate
 from bot.storage.database import Inserted
 
@@ -134,6 +134,11 @@ class DialogueService:
             except ConcurrentUpdate:
                 # Another device answered at the same moment: apply ours to the new state.
                 continue
+            except CustomerErased:
+                # Their erasure (from another device, or by staff) began meanwhile, and
+                # what this input wrote was taken back: say so, as the menu does.
+                reply = self._say(self.i18n.negotiate(locale_hint), Text(ERASED))
+                return Handled([replace(reply, erased=True)])
         raise ConcurrentUpdate(conversation_key(channel.value, external_id))
 
     async def set_language(self, channel: Channel, external_id: str, locale: str) -> list[Rendered]:

@@ -382,7 +382,10 @@ class PrivacyService:
         now = self.clock()
         # Staff adding it for the customer (a request by phone) are its actor.
         event = TimelineEvent(at=now, kind="corrected", actor=by)
-        await self.repos.tickets.add_correction(ticket.id, Correction(at=now, text=text), event)
+        if not await self.repos.tickets.add_correction(
+            ticket.id, Correction(at=now, text=text), event
+        ):  # anonymized since it was read (an erasure, or retention)
+            raise NotTheirs(ticket_id)
         await self._answered(
             customer, PrivacyRequestKind.CORRECT, by, request, {"ticket": ticket.reference}
         )
@@ -487,9 +490,15 @@ class PrivacyService:
             request = await self.log_request(
                 customer, PrivacyRequestKind.ERASE, channel=customer.channel, by=by
             )
+        started = self.clock()
         await self.repos.privacy_requests.set_fields(
-            request.id, **{"detail.started_at": self.clock().isoformat()}
+            request.id, **{"detail.started_at": started.isoformat()}
         )
+        # Marked before anything is deleted: a writer that does not wait for the
+        # erasure (words onto a ticket, a staff reply) takes back what it wrote
+        # from here on (Repositories.fence).
+        if customer.erasing_since is None:
+            await self.repos.customers.update_fields(customer.id, erasing_since=started)
         report = ErasureReport(request_id=request.id)
         await self._anonymize_tickets(customer.id, request, report)
         key = conversation_key(customer.channel.value, customer.external_id)

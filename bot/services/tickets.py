@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from bot.domain.tickets import (
 from bot.i18n import I18n
 from bot.metrics import Metrics
 from bot.services.delivery import Clock, DeliveryService
-from bot.storage import Repositories
+from bot.storage import CustomerErased, Repositories
 from bot.storage.database import Inserted
 from bot.storage.tickets import TicketQuery
 
@@ -306,15 +307,16 @@ class TicketService:
                 template = STATUS_CHANGED_WITH_MESSAGE
                 params["message"] = Verbatim(notice.message)
             staff = notice.actor != "system"
-            await self.delivery.enqueue(
-                customer,
-                self.i18n.render(customer.locale, Text(template, params)),
-                kind="status",
-                ticket_id=ticket.id,
-                author=Author.STAFF if staff else Author.BOT,
-                staff_id=notice.actor if staff else None,
-                idempotency_key=f"status:{ticket.id}:{notice_id}",
-            )
+            with contextlib.suppress(CustomerErased):  # meanwhile: nobody to tell
+                await self.delivery.enqueue(
+                    customer,
+                    self.i18n.render(customer.locale, Text(template, params)),
+                    kind="status",
+                    ticket_id=ticket.id,
+                    author=Author.STAFF if staff else Author.BOT,
+                    staff_id=notice.actor if staff else None,
+                    idempotency_key=f"status:{ticket.id}:{notice_id}",
+                )
         await self.repos.tickets.drop_status_notice(ticket.id, notice_id)
 
     async def announce_left_behind(self) -> int:
@@ -368,15 +370,18 @@ class TicketService:
             customer.locale,
             Text(STAFF_REPLY, {"reference": ticket.reference, "message": Verbatim(text)}),
         )
-        stored = await self.delivery.enqueue_once(
-            customer,
-            rendered,
-            kind="reply",
-            ticket_id=ticket.id,
-            author=Author.STAFF,
-            staff_id=staff_id,
-            idempotency_key=idempotency_key,
-        )
+        try:
+            stored = await self.delivery.enqueue_once(
+                customer,
+                rendered,
+                kind="reply",
+                ticket_id=ticket.id,
+                author=Author.STAFF,
+                staff_id=staff_id,
+                idempotency_key=idempotency_key,
+            )
+        except CustomerErased:  # meanwhile: as for a ticket whose customer was erased
+            raise TicketNotFound(ticket_id) from None
         # The staff views first, once (not for the same reply again: a double click, a
         # retried POST): what fails after must not leave a reply they never see.
         if stored.created:
@@ -491,6 +496,7 @@ class TicketService:
             **({"idempotency_key": idempotency_key} if idempotency_key else {}),
         )
         stored = await self.repos.messages.append(message)
+        await self.repos.fence(customer.id)  # an erasure began meanwhile: taken back
         # The ticket wakes up, and staff are told, once the words are kept. A resend of
         # words kept before (their answer failed: the ticket's lock was busy, the
         # database went away, the process died) does what the first try did not: a

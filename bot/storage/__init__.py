@@ -9,7 +9,7 @@ from bot.storage.audit import AuditRepository
 from bot.storage.canned import CannedReplyRepository
 from bot.storage.consents import ConsentRepository, ConsentStateRepository
 from bot.storage.conversations import ConversationRepository, VersionClaimRepository
-from bot.storage.customers import CustomerKeyRepository, CustomerRepository
+from bot.storage.customers import CustomerErased, CustomerKeyRepository, CustomerRepository
 from bot.storage.database import Database, DatabaseUnavailable, Repository
 from bot.storage.inbound import InboundEventRepository
 from bot.storage.locks import LockRepository
@@ -85,5 +85,24 @@ class Repositories:
         for repository in self.all():
             await repository.ensure_indexes()
 
+    async def fence(self, customer_id: str) -> None:
+        """After a write for a customer that an erasure does not wait for (their words
+        going onto a ticket, a message queued for them, a consent decision): if their
+        erasure began meanwhile, take back what is written for them and raise
+        CustomerErased.
 
-__all__ = ["Database", "DatabaseUnavailable", "Repositories"]
+        The erasure marks the customer before it deletes anything and deletes the record
+        last (PrivacyService.erase). A writer that finds the record unmarked after its
+        write wrote before the mark, so the erasure's deletions find what it wrote; one
+        that finds it marked, or gone, deletes what the erasure may have missed. Without
+        this, words stored at the moment of an erasure stayed under the customer's id,
+        where no retention rule looks (they start from customers).
+        """
+        if await self.customers.kept(customer_id):
+            return
+        await self.messages.delete_for_customer(customer_id)
+        await self.consents.delete_for_customer(customer_id)
+        raise CustomerErased(customer_id)
+
+
+__all__ = ["CustomerErased", "Database", "DatabaseUnavailable", "Repositories"]

@@ -21,6 +21,11 @@ def _key(channel: Channel, external_id: str) -> str:
     return conversation_key(channel.value, external_id)
 
 
+class CustomerErased(LookupError):
+    """The customer was erased, or their erasure began, while something was written for
+    them: it was taken back (Repositories.fence)."""
+
+
 class CustomerKey(Model):
     """Which customer a channel identity is. The id is the identity's hash, as the
     dialogue's (conversation_key): the customer record stays the one place that holds
@@ -155,6 +160,12 @@ class CustomerRepository(Repository[Customer]):
             query = {"phone": phone}
         cursor = self.collection.find(query).limit(limit)
         return [self._load(doc) async for doc in cursor]
+
+    async def kept(self, customer_id: str) -> bool:
+        """Whether the customer is here and no erasure of theirs has begun (one read by
+        `_id`)."""
+        doc = await self.collection.find_one({"_id": customer_id}, projection={"erasing_since": 1})
+        return doc is not None and doc.get("erasing_since") is None
 
     async def update_fields(self, customer_id: str, **fields: object) -> None:
         await self.collection.update_one(

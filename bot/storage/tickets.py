@@ -127,10 +127,11 @@ class TicketRepository(Repository[Ticket]):
     async def add_correction(
         self, ticket_id: str, correction: Correction, event: TimelineEvent
     ) -> bool:
-        """A customer's correction, beside the original text (which stays as it was)."""
+        """A customer's correction, beside the original text (which stays as it was).
+        False: there is no such ticket, or it was anonymized (an erasure came first)."""
         async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
             result = await self.collection.update_one(
-                {"_id": ticket_id},
+                {"_id": ticket_id, "anonymized_at": None},
                 {
                     "$set": {"updated_at": event.at},
                     "$push": {

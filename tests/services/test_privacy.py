@@ -18,6 +18,7 @@ from bot.domain.models import (
     AuditEntry,
     Channel,
     ConsentPurpose,
+    Correction,
     Customer,
     PrivacyRequestKind,
     PrivacyRequestState,
@@ -28,6 +29,8 @@ from bot.domain.models import (
 from bot.domain.privacy import EXPORT_FORMAT, EXPORT_VERSION, conversation_key
 from bot.domain.text import Text
 from bot.services import privacy as privacy_service
+from bot.services.privacy_dialogue import ERASED
+from bot.services.tickets import TicketNotFound
 from tests.services.chat import Chat
 from tests.support import FixedClock, everything_stored
 
@@ -332,3 +335,84 @@ async def test_c3_2_6_a_ticket_filed_while_the_erasure_runs_is_erased_too(
     stored = await everything_stored(container)
     assert words not in stored
     assert customer.id not in stored
+
+
+@pytest.mark.parametrize("writer", ["their words", "a staff reply"])
+@pytest.mark.parametrize("lands", ["before the record goes", "after the erasure"])
+async def test_c3_2_6_a_message_stored_while_the_erasure_runs_is_erased_too(
+    container: Container, monkeypatch: pytest.MonkeyPatch, writer: str, lands: str
+) -> None:
+    """Words going onto the open ticket, and a staff reply, hold no claim the erasure
+    waits for: each reads the customer, then stores. Stored after the erasure deleted
+    the messages (while it finishes, or after it), the message stayed under the
+    customer's id, where no retention rule looks. Now the writer takes it back."""
+    words = "Dave: the heater still rattles, my flat is 12B."
+    dave = Chat(container, "dave-7002", locale="en")
+    await dave.happy_path()
+    customer = await _customer(container, Channel.TELEGRAM, dave.user)
+    (ticket,) = await container.repos.tickets.all_for_customer(customer.id)
+
+    storing, gate, landed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    real_append = container.repos.messages.append
+    real_delete = container.repos.customers.delete
+
+    async def held_append(message: Any, *args: Any, **kwargs: Any) -> Any:
+        storing.set()  # the writer has read the customer, before the erasure marked them
+        await gate.wait()
+        try:
+            return await real_append(message, *args, **kwargs)
+        finally:
+            landed.set()
+
+    async def deleting(*args: Any) -> Any:  # the erasure's last step
+        gate.set()
+        await landed.wait()
+        return await real_delete(*args)
+
+    monkeypatch.setattr(container.repos.messages, "append", held_append)
+    if lands == "before the record goes":
+        monkeypatch.setattr(container.repos.customers, "delete", deleting)
+
+    async def write() -> Any:
+        if writer == "their words":
+            return await dave.text(words)
+        with pytest.raises(TicketNotFound):  # as for any ticket whose customer is gone
+            await container.tickets.staff_reply(ticket.id, staff_id="staff-1", text=words)
+        return None
+
+    writing = asyncio.create_task(write())
+    await asyncio.wait_for(storing.wait(), 10)
+    report = asyncio.create_task(container.privacy.erase(customer))
+    if lands == "after the erasure":
+        await report
+        gate.set()
+    replies = await asyncio.wait_for(writing, 10)
+    assert (await report).removed.get("customers") == 1
+    stored = await everything_stored(container)
+    assert words not in stored
+    assert customer.id not in stored
+    if writer == "their words":  # told their words were not kept: they are erased
+        assert [r.text for r in replies] == [container.i18n.render("en", Text(ERASED))]
+        assert replies[0].erased
+
+
+async def test_c3_2_6_a_correction_after_the_erasure_read_the_ticket_is_refused(
+    container: Container,
+) -> None:
+    """A correction read the ticket as theirs, then the erasure anonymized it: the
+    correction is refused, not added to the anonymous ticket."""
+    erin = Chat(container, "erin-3003", locale="en")
+    await erin.happy_path()
+    customer = await _customer(container, Channel.TELEGRAM, erin.user)
+    (ticket,) = await container.repos.tickets.all_for_customer(customer.id)
+    await container.repos.tickets.anonymize(ticket.id, at=ticket.created_at, forget_customer=False)
+    correction = "Erin: it was the blue one, order 5512."
+    with pytest.raises(privacy_service.NotTheirs):  # read after: refused at the read
+        await container.privacy.correct_ticket(customer, ticket.id, correction)
+    refused = await container.repos.tickets.add_correction(
+        ticket.id,
+        Correction(at=ticket.created_at, text=correction),
+        TimelineEvent(at=ticket.created_at, kind="corrected", actor="customer"),
+    )
+    assert not refused  # the write itself refuses it too (read before the anonymizing)
+    assert correction not in await everything_stored(container)
