@@ -141,8 +141,11 @@ shaped_input = st.fixed_dictionaries(
         "a.b": json_values,
     },
 )
-widget_payloads = st.one_of(json_values, shaped_input, shaped_input, deep)
-events = st.sampled_from(["input", "input", "input", "language", "upload", "typing"])
+shaped_missed = st.fixed_dictionaries(
+    {"after": st.one_of(st.integers(), json_values)}, optional={"$where": texts}
+)
+widget_payloads = st.one_of(json_values, shaped_input, shaped_input, shaped_missed, deep)
+events = st.sampled_from(["input", "input", "input", "language", "upload", "typing", "missed"])
 auths = st.one_of(
     json_values,
     deep,

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from bot.config import Settings
 from bot.domain.models import Channel
+from bot.services.delivery import Sent
 from tests.channels.service import Service, serving
-from tests.support import configured
+from tests.services.chat import Chat
+from tests.support import configured, eventually
 
 REFERENCE = re.compile(r"FB-\d{4}-\d{6}")
 
@@ -79,6 +83,52 @@ async def test_c3_1_3_a_customer_gives_feedback_in_the_widget_and_sees_a_reply_l
     await expect(panel).to_have_css("opacity", "1")  # the opening animation is over
     await page.screenshot(path=str(artifacts / "widget-after-reload.png"))
     assert errors == []
+    await context.close()
+
+
+async def test_c3_2_2_a_reply_whose_push_was_lost_is_fetched_when_the_next_one_comes(
+    browser: Browser, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push lost on its way (Redis took it, the widget never got it: a process was
+    making its subscription again) used to stay missing until the next reconnect. The
+    next message's number shows the gap, and the widget asks for what it missed."""
+    context = await browser.new_context(locale="en-US")
+    page = await context.new_page()
+    await page.goto(service.url + "/demo")
+    await page.get_by_test_id("launcher").click()
+    await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "online")
+    visitor = json.loads(await page.evaluate("localStorage.getItem('feedback-widget:visitor')"))
+    chat = Chat(service.container, f"visitor:{visitor}", "en", Channel.WIDGET)
+    await chat.happy_path()  # on another device of theirs: the acknowledgement is pushed here
+    bot = page.locator('[data-testid="message"][data-author="bot"]')
+    await expect(bot).to_contain_text("reference number")
+    customer = await service.container.repos.customers.find(Channel.WIDGET, chat.user)
+    assert customer is not None
+    (ticket,) = await service.container.repos.tickets.all_for_customer(customer.id)
+
+    sender = service.container.delivery.senders[Channel.WIDGET]
+    real_send = sender.send
+    lost: list[str] = []
+
+    async def losing(message: Any, *args: Any) -> Any:
+        if not lost:
+            lost.append(message.id)
+            return Sent()  # taken for delivery, never arrived
+        return await real_send(message, *args)
+
+    async def pushed() -> list[str] | None:
+        return lost or None
+
+    monkeypatch.setattr(sender, "send", losing)
+    tickets = service.container.tickets
+    await tickets.staff_reply(ticket.id, staff_id="agent-1", text="First: we are on it.")
+    await eventually(pushed, "the first reply's push, lost")
+    await tickets.staff_reply(ticket.id, staff_id="agent-1", text="Second: a voucher is coming.")
+    staff = page.locator('[data-testid="message"][data-author="staff"]')
+    await expect(staff).to_have_count(2, timeout=10000)  # no reconnect: asked for it
+    texts = await staff.all_inner_texts()
+    assert "First: we are on it." in texts[0]
+    assert "Second: a voucher is coming." in texts[1]
     await context.close()
 
 

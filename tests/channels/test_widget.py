@@ -172,6 +172,38 @@ async def test_c3_2_2_replies_sent_while_away_are_replayed_in_order_on_return(
     await back.disconnect()
 
 
+async def test_c3_2_2_a_widget_that_missed_a_push_asks_for_what_came_after(
+    service: Service, visitor: WidgetVisitor
+) -> None:
+    """`missed`: a widget that saw a message number skipped gets the messages after the
+    last one it has without a gap, and `through`, how far the answer is complete (a
+    number below it that is not in the answer was never stored)."""
+    acknowledgement = await visitor.give_feedback()
+    customer = await customer_of(service.container.repos, visitor)
+    ticket = await service.container.repos.tickets.latest_open(customer.id)
+    assert ticket is not None
+    tickets = service.container.tickets
+    await tickets.staff_reply(ticket.id, staff_id="agent-1", text="First answer.")
+    await tickets.staff_reply(ticket.id, staff_id="agent-1", text="Second answer.")
+    await visitor.message_containing("Second answer.")
+
+    answer = await visitor.call("missed", {"after": acknowledgement["seq"]})
+    assert answer["ok"] is True
+    texts = [m["text"] for m in answer["messages"]]
+    assert len(texts) == 2
+    assert "First answer." in texts[0]
+    assert "Second answer." in texts[1]
+    assert answer["through"] == answer["messages"][-1]["seq"]
+    nothing_after = await visitor.call("missed", {"after": answer["through"]})
+    assert nothing_after == {"ok": True, "messages": [], "through": answer["through"]}
+
+    bad_asks: list[Any] = [{"after": -1}, {"after": "1"}, {"after": 2**60}, {"$where": "1"}, []]
+    for bad in bad_asks:
+        refused = await visitor.call("missed", bad)
+        assert refused["ok"] is False
+        assert refused["error"]["code"] == "invalid"
+
+
 async def test_replay_works_across_a_restart_of_the_service(settings: Settings) -> None:
     configured = widget_settings(settings)
     async with serving(configured) as first:

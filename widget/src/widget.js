@@ -13,6 +13,7 @@ const STAFF_TYPING_MAX_MS = 15000; // hide the indicator if the "stopped" event 
 const RETRY_MIN_MS = 2000;
 const RETRY_MAX_MS = 60000;
 const STALE_ANSWER_MS = 60 * 60 * 1000;
+const GAP_WAIT_MS = 2000; // a skipped message number: this long for its push, then ask
 
 class Offline extends Error {}
 class Timeout extends Error {}
@@ -56,6 +57,8 @@ export class Widget {
     this.stateKnown = false; // a `state` event arrived: we know whether a flow runs
     this.prompt = null; // {data, el, box}: the current question, if any
     this.shown = new Set(); // seqs on screen
+    this.highest = 0; // the highest of them
+    this.gapTimer = null;
     this.echoes = new Map(); // client_id -> element of a local copy of the customer's input
     this.pending = new Set(); // cancel functions of acknowledgements still awaited
     this.flushing = false;
@@ -284,6 +287,48 @@ export class Widget {
     while (this.shown.has(this.conv.lastSeq + 1)) this.conv.lastSeq += 1;
   }
 
+  see(seq) {
+    this.shown.add(seq);
+    if (seq > this.highest) this.highest = seq;
+    this.advance();
+    this.watchGap();
+  }
+
+  // Everything up to `through` is on screen: a number below it that was not shown was
+  // never stored (a resend drew it), and last_seq moves past it.
+  seenThrough(through) {
+    if (!Number.isInteger(through) || through <= this.conv.lastSeq) return;
+    this.conv.lastSeq = through;
+    this.advance();
+  }
+
+  // A number skipped: a push lost on its way (while a process makes its subscription to
+  // Redis again, say), or a number never stored. After a moment for a push still on its
+  // way, the server is asked what came after the last number without a gap.
+  watchGap() {
+    if (this.gapTimer || this.highest <= this.conv.lastSeq) return;
+    this.gapTimer = setTimeout(() => this.fillGap(), GAP_WAIT_MS);
+  }
+
+  async fillGap() {
+    this.gapTimer = null;
+    const after = this.conv.lastSeq;
+    // Offline: the reconnect replays everything after last_seq anyway.
+    if (this.highest <= after || !this.connected) return;
+    let ack;
+    try {
+      ack = await this.request("missed", { after });
+    } catch {
+      return; // the connection dropped or the answer was late: the reconnect replays it
+    }
+    if (!isObject(ack) || ack.ok !== true) return; // asked again at the next message
+    const messages = Array.isArray(ack.messages) ? ack.messages : [];
+    for (const m of messages) if (isMessage(m)) this.showMessage(m, { unread: true, save: false });
+    this.seenThrough(ack.through);
+    this.conv.save();
+    if (this.conv.lastSeq > after) this.watchGap(); // a gap beyond this page: the next one
+  }
+
   onHistory(data) {
     const messages = isObject(data) && Array.isArray(data.messages) ? data.messages : [];
     // A replay may start after some seq (older messages are not sent on a new page).
@@ -296,6 +341,7 @@ export class Widget {
     for (const m of messages) {
       if (isMessage(m)) this.showMessage(m, { unread: before > 0 && m.seq > before, save: false });
     }
+    if (isObject(data)) this.seenThrough(data.through);
     this.conv.save();
   }
 
@@ -328,7 +374,6 @@ export class Widget {
 
   showMessage(m, { unread, save = true }) {
     if (this.shown.has(m.seq)) return;
-    this.shown.add(m.seq);
     const message = {
       seq: m.seq,
       id: str(m.id),
@@ -339,7 +384,7 @@ export class Widget {
       attachments: Array.isArray(m.attachments) ? m.attachments.filter(isObject) : [],
     };
     this.view.appendStored(this.view.item(message), m.seq);
-    this.advance();
+    this.see(m.seq);
     if (m.author === "staff") {
       clearTimeout(this.staffTypingTimer);
       this.view.setTyping(false);
@@ -534,8 +579,7 @@ export class Widget {
         if (!this.shown.has(ack.seq)) {
           // Stored as a message of the conversation, and on screen already. last_seq is
           // left alone (a staff message with a lower seq may still be on its way).
-          this.shown.add(ack.seq);
-          this.advance();
+          this.see(ack.seq);
         } else {
           el.remove(); // the stored copy is already on screen
         }
@@ -599,6 +643,9 @@ export class Widget {
     this.view.showError(null);
     this.view.setUnread(0);
     this.shown = new Set();
+    this.highest = 0;
+    clearTimeout(this.gapTimer);
+    this.gapTimer = null;
     this.echoes.clear();
     this.prompt = null;
     this.stateKnown = false; // the start button comes back with the new connection's state

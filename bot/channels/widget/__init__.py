@@ -29,7 +29,14 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from pydantic import ValidationError
 
-from bot.channels.widget.schemas import Empty, LanguageChoice, Typing, WidgetAuth, WidgetInput
+from bot.channels.widget.schemas import (
+    Empty,
+    LanguageChoice,
+    Missed,
+    Typing,
+    WidgetAuth,
+    WidgetInput,
+)
 from bot.channels.widget.strings import HELP as WIDGET_HELP
 from bot.channels.widget.strings import error, ui_strings
 from bot.channels.widget.uploads import UploadRejected, receive
@@ -331,7 +338,12 @@ class WidgetChannel:
         while page := await self.repos.messages.after_seq(customer.id, after, limit=HISTORY_PAGE):
             if not self.sio.manager.is_connected(sid, NAMESPACE):
                 return  # gone: stop reading for nobody
-            payload: dict[str, Any] = {"messages": [message_payload(m) for m in page]}
+            # `through`: every message numbered up to it is in this replay; a number
+            # missing below it was never stored (a resend drew it), not lost.
+            payload: dict[str, Any] = {
+                "messages": [message_payload(m) for m in page],
+                "through": page[-1].seq,
+            }
             if first:
                 payload["after"] = after  # where this replay starts (older ones not sent)
                 first = False
@@ -669,6 +681,37 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             expires_in=seconds,
             max_bytes=channel.settings.widget_upload_max_bytes,
             types=sorted(channel.settings.upload_types),
+        )
+
+    async def on_missed(self, sid: str, *args: Any) -> dict[str, Any]:
+        """A widget saw a message number skipped (a push lost on its way): the messages
+        after `after`, one page, and `through`, the number the answer is complete to."""
+        data = _one(args)
+        channel = self.channel
+        visitor = await channel.visitor(sid)
+        if not await channel.allowed(visitor, sid):
+            return self._fail(visitor, "missed", "rate_limited")
+        try:
+            asked = Missed.model_validate(data)
+            customer = await channel.dialogue.customer(Channel.WIDGET, visitor.external_id)
+            page = (
+                []
+                if customer is None
+                else await channel.repos.messages.after_seq(
+                    customer.id, asked.after, limit=HISTORY_PAGE
+                )
+            )
+        except ValidationError:
+            return self._fail(visitor, "missed", "invalid")
+        except DatabaseUnavailable:
+            return self._fail(visitor, "missed", "unavailable")
+        except Exception as exc:  # noqa: BLE001 - answer, always
+            log.error("widget missed failed", extra=failure(exc))
+            return self._fail(visitor, "missed", "error")
+        return self._ok(
+            "missed",
+            messages=[message_payload(m) for m in page],
+            through=page[-1].seq if page else asked.after,
         )
 
     async def on_typing(self, sid: str, *args: Any) -> dict[str, Any]:

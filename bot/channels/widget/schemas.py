@@ -21,6 +21,7 @@ def _storable(value: str) -> str:
 
 Clean = Annotated[str, AfterValidator(_storable)]
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
+Seq = Annotated[int, Field(ge=0, le=2**53)]  # a message number (a JavaScript safe integer)
 
 
 class Strict(BaseModel):
@@ -33,7 +34,7 @@ class WidgetAuth(Strict):
     expires: Annotated[int, Field(ge=0, le=2**40)] | None = None  # unix seconds, signed
     signature: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
     locale: Annotated[Clean, StringConstraints(max_length=35)] | None = None
-    last_seq: Annotated[int, Field(ge=0, le=2**53)] = 0
+    last_seq: Seq = 0
 
 
 class WidgetInput(Strict):
@@ -48,6 +49,12 @@ class WidgetInput(Strict):
 
 class LanguageChoice(Strict):
     locale: Literal["zh_CN", "en"]
+
+
+class Missed(Strict):
+    """A widget that saw a message number skipped asks for what came after `after`."""
+
+    after: Seq
 
 
 class Typing(Strict):
