@@ -17,6 +17,7 @@ from bot.storage.messages import MessageRepository, OutboxRepository, SequenceRe
 from bot.storage.privacy import PrivacyRequestRepository
 from bot.storage.refusals import RefusalRepository
 from bot.storage.staff import StaffRepository
+from bot.storage.staff_posts import StaffPostRepository
 from bot.storage.tickets import TicketRepository
 from bot.storage.uploads import UploadRepository, UploadTokenRepository
 
@@ -34,6 +35,7 @@ class Repositories:
     consents: ConsentRepository
     consent_states: ConsentStateRepository
     staff: StaffRepository
+    staff_posts: StaffPostRepository
     audit: AuditRepository
     refusals: RefusalRepository
     inbound: InboundEventRepository
@@ -67,6 +69,7 @@ class Repositories:
             consents=ConsentRepository(db, states=consent_states),
             consent_states=consent_states,
             staff=StaffRepository(db),
+            staff_posts=StaffPostRepository(db),
             audit=AuditRepository(db),
             refusals=RefusalRepository(db),
             inbound=InboundEventRepository(db),

@@ -256,6 +256,13 @@ class TicketRepository(Repository[Ticket]):
         async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
             return await self._apply(ticket_id, event, fields)
 
+    async def forget_topic(self, ticket_id: str) -> None:
+        """The ticket has no staff topic any more (it was deleted)."""
+        await self.collection.update_one(
+            {"_id": ticket_id},
+            {"$set": {"telegram_topic_id": None, "telegram_topic_chat_id": None}},
+        )
+
     async def first_response(self, ticket_id: str, event: TimelineEvent) -> bool:
         """Record the first response (`event`, at its time) unless one is recorded: under
         the ticket's lock, so two replies at once record one. Whether it was recorded."""

@@ -510,6 +510,43 @@ async def test_staff_work_a_ticket_from_a_forum_topic(
         assert mirror.params["message_thread_id"] == topic
 
 
+async def test_staff_topic_posts_keep_nobody_waiting_and_are_not_lost(
+    settings: Settings, fake: FakeTelegram
+) -> None:
+    """Posts to the staff group went out inside the change that caused them: a customer's
+    words were answered only after the group's post (its pace is 20 posts a minute; here
+    the Bot API hangs), and a post that failed was lost. Now they are owed in the
+    database, and posted after, in order, again until they go."""
+    configured = telegram_settings(settings, fake, telegram_staff_chat_id=STAFF_GROUP)
+    async with running(configured, fake) as service:
+        customer = TelegramCustomer(fake, service, 5019)
+        await customer.give_feedback("The app logs me out every day.")
+        (created,) = await fake.wait_for("createForumTopic")
+        topic = created.result["message_thread_id"]
+        await fake.wait_for(sent_to(STAFF_GROUP, "The app logs me out every day."))
+
+        release = fake.hold("sendMessage", chat_id=STAFF_GROUP)
+        await customer.says("It happens on Android 14.")  # handled while the group hangs
+        await fake.wait_for(sent_to(customer.user_id, "Added to your feedback"))
+        release.set()
+        await fake.wait_for(sent_to(STAFF_GROUP, "Android 14"))
+
+        # Refused (a 502 twice), it is posted later; the ticket's next post waits for it.
+        fake.fail_next("sendMessage", error_code=502, times=2, chat_id=STAFF_GROUP)
+        await customer.says("And on Android 13.")
+        await customer.says("Not on iOS.")
+        (later,) = await fake.wait_for(sent_to(STAFF_GROUP, "Android 13"))
+        assert later.params["message_thread_id"] == topic
+        (last,) = await fake.wait_for(sent_to(STAFF_GROUP, "Not on iOS"))
+        posted = [c for c in fake.calls if c.method == "sendMessage" and not c.failed]
+        assert posted.index(later) < posted.index(last)  # in order, the retried one first
+
+        async def nothing_owed() -> bool | None:
+            return True if not await service.container.repos.staff_posts.oldest(10) else None
+
+        await eventually(nothing_owed, "every staff post done")
+
+
 async def test_a_note_whose_confirmation_fails_is_saved_once(
     settings: Settings, fake: FakeTelegram
 ) -> None:

@@ -43,6 +43,7 @@ from bot.storage.locks import Lease
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
+STAFF_POSTS_STOP_SECONDS = 5.0  # the staff post in hand, at a stop (then it stays owed)
 SLOW_DOWN = N_("You are sending messages very quickly. Please wait a few seconds, then go on.")
 
 
@@ -164,8 +165,10 @@ class TelegramChannel:
                 i18n,
                 self.limiter,
                 settings.telegram_note_prefix,
+                owner=f"{socket.gethostname()}:{os.getpid()}",
             )
             tickets.listeners.append(self.staff_topics)
+        self._staff_posting: asyncio.Task[None] | None = None
         self.dispatcher["staff_topics"] = self.staff_topics
         self.repos = repos
         self.dialogue = dialogue_service
@@ -222,6 +225,9 @@ class TelegramChannel:
     async def start(self) -> None:
         await self.bot.get_me()  # fails early on a wrong token or an unreachable API
         await set_menu(self.bot, self.i18n)
+        if self.staff_topics is not None and self._staff_posting is None:
+            # In every process, polling or not: each posts what the topics are owed.
+            self._staff_posting = asyncio.create_task(self.staff_topics.run())
         allowed = self.dispatcher.resolve_used_update_types()
         url = self.settings.telegram_webhook_url
         secret = self.settings.telegram_webhook_secret
@@ -305,4 +311,9 @@ class TelegramChannel:
 
     async def stop(self) -> None:
         await self.stop_receiving()
+        if self.staff_topics is not None and self._staff_posting is not None:
+            self.staff_topics.stop()  # after the post in hand; what is left stays owed
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._staff_posting, STAFF_POSTS_STOP_SECONDS)
+            self._staff_posting = None
         await self.bot.session.close()
