@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+import bot.channels.widget as widget_channel
 from bot.config import Settings
 from bot.domain.models import Channel
 from bot.services.delivery import Sent
@@ -129,6 +131,47 @@ async def test_c3_2_2_a_reply_whose_push_was_lost_is_fetched_when_the_next_one_c
     texts = await staff.all_inner_texts()
     assert "First: we are on it." in texts[0]
     assert "Second: a voucher is coming." in texts[1]
+    await context.close()
+
+
+async def test_a_gap_seen_before_a_new_pages_replay_is_over_waits_for_the_replay(
+    browser: Browser, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new page gets the latest messages only. A push that came while its replay was
+    slow made the widget ask `missed` from 0: old history was shown, counted unread."""
+    context = await browser.new_context(locale="en-US")
+    page = await context.new_page()
+    await page.goto(service.url + "/demo")
+    await page.get_by_test_id("launcher").click()  # open: what arrives is read
+    await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "online")
+    visitor = json.loads(await page.evaluate("localStorage.getItem('feedback-widget:visitor')"))
+    chat = Chat(service.container, f"visitor:{visitor}", "en", Channel.WIDGET)
+    await chat.happy_path()
+    messages = page.locator('[data-testid="message"]')
+    await expect(messages.filter(has_text="reference number")).to_have_count(1)
+    customer = await service.container.repos.customers.find(Channel.WIDGET, chat.user)
+    assert customer is not None
+    (ticket,) = await service.container.repos.tickets.all_for_customer(customer.id)
+    tickets = service.container.tickets
+    await tickets.staff_reply(ticket.id, staff_id="agent-1", text="Old reply, read.")
+    await expect(messages.filter(has_text="Old reply, read.")).to_have_count(1)
+
+    monkeypatch.setattr(widget_channel, "REPLAY_NEW", 1)  # stands in for the latest 200
+    channel = service.container.widget
+    real_replay = channel._replay
+
+    async def slow_replay(*args: Any) -> None:
+        await asyncio.sleep(4)  # a loaded server
+        await real_replay(*args)
+
+    monkeypatch.setattr(channel, "_replay", slow_replay)
+    await page.reload()  # the panel stays closed
+    await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "online")
+    await tickets.staff_reply(ticket.id, staff_id="agent-1", text="New reply.")
+    await expect(messages.filter(has_text="New reply.")).to_have_count(1)
+    await asyncio.sleep(6)  # the replay (4 s) is over, and a gap would have been asked for
+    await expect(messages.filter(has_text="reference number")).to_have_count(0)
+    await expect(page.get_by_test_id("badge")).to_have_text("1")
     await context.close()
 
 

@@ -15,6 +15,7 @@ import pytest
 import socketio
 
 import bot.channels.widget as widget_channel
+from bot.app import Container
 from bot.config import Settings
 from bot.domain.models import Channel, Direction, TicketStatus
 from bot.domain.privacy import conversation_key
@@ -202,6 +203,59 @@ async def test_c3_2_2_a_widget_that_missed_a_push_asks_for_what_came_after(
         refused = await visitor.call("missed", bad)
         assert refused["ok"] is False
         assert refused["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize("asked_by", ["missed", "a reconnect's history"])
+async def test_through_stops_short_of_a_number_another_process_is_still_storing(
+    service: Service, visitor: WidgetVisitor, monkeypatch: pytest.MonkeyPatch, asked_by: str
+) -> None:
+    """Two processes write one customer's messages: number N is drawn by one (its write
+    slow: a loaded database, a pause) when N+1 is stored by the other. `through` said N+1
+    then, and the widget moved past N, for good if N's push was lost too."""
+    acknowledgement = await visitor.give_feedback()
+    customer = await customer_of(service.container.repos, visitor)
+    ticket = await service.container.repos.tickets.latest_open(customer.id)
+    assert ticket is not None
+    settings = service.container.settings
+    assert settings.mongodb_uri is not None
+    other = Container.build(settings, settings.mongodb_uri)  # a second process of the service
+
+    messages = service.container.repos.messages
+    real_insert = messages.collection.insert_one
+    drawn, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_insert(doc: Any, *args: Any, **kwargs: Any) -> Any:
+        if "First answer." in str(doc.get("text", "")):
+            drawn.set()
+            await release.wait()
+        return await real_insert(doc, *args, **kwargs)
+
+    monkeypatch.setattr(messages.collection, "insert_one", slow_insert)
+    back = WidgetVisitor(service.url, visitor=visitor.visitor)
+    history: list[dict[str, Any]] = []
+    back.client.on("history", history.append, namespace="/widget")
+    tickets = service.container.tickets
+    try:
+        first = asyncio.create_task(
+            tickets.staff_reply(ticket.id, staff_id="agent-1", text="First answer.")
+        )
+        await asyncio.wait_for(drawn.wait(), 10)
+        await other.tickets.staff_reply(ticket.id, staff_id="agent-2", text="Second answer.")
+        await visitor.message_containing("Second answer.")
+        if asked_by == "missed":
+            answer = await visitor.call("missed", {"after": acknowledgement["seq"]})
+        else:
+            await back.connect(back.auth(last_seq=acknowledgement["seq"]))
+            (answer,) = history
+        release.set()
+        stored = await first
+    finally:
+        release.set()
+        await other.database.close()
+        await back.disconnect()
+    answered = [m["seq"] for m in answer["messages"]]
+    assert stored.seq not in answered
+    assert answer["through"] < stored.seq  # so the widget asks again, and gets it
 
 
 async def test_replay_works_across_a_restart_of_the_service(settings: Settings) -> None:

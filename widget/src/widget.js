@@ -14,6 +14,7 @@ const RETRY_MIN_MS = 2000;
 const RETRY_MAX_MS = 60000;
 const STALE_ANSWER_MS = 60 * 60 * 1000;
 const GAP_WAIT_MS = 2000; // a skipped message number: this long for its push, then ask
+const GAP_WAIT_MAX_MS = 60000; // asked again, less and less often, while it stays missing
 
 class Offline extends Error {}
 class Timeout extends Error {}
@@ -59,6 +60,8 @@ export class Widget {
     this.shown = new Set(); // seqs on screen
     this.highest = 0; // the highest of them
     this.gapTimer = null;
+    this.gapDelay = GAP_WAIT_MS;
+    this.welcomed = false; // this connection's history and state have come
     this.echoes = new Map(); // client_id -> element of a local copy of the customer's input
     this.pending = new Set(); // cancel functions of acknowledgements still awaited
     this.flushing = false;
@@ -210,6 +213,7 @@ export class Widget {
 
   onConnect() {
     this.connected = true;
+    this.welcomed = false;
     this.reconnectDelay = RETRY_MIN_MS;
     clearTimeout(this.reconnectTimer);
     this.view.setStatus("online");
@@ -221,6 +225,7 @@ export class Widget {
 
   onDisconnect(reason) {
     this.connected = false;
+    this.welcomed = false;
     this.view.setStatus("offline");
     this.view.setTyping(false);
     for (const cancel of Array.from(this.pending)) cancel();
@@ -304,17 +309,19 @@ export class Widget {
 
   // A number skipped: a push lost on its way (while a process makes its subscription to
   // Redis again, say), or a number never stored. After a moment for a push still on its
-  // way, the server is asked what came after the last number without a gap.
+  // way, the server is asked what came after the last number without a gap. Not before
+  // this connection's own replay is over (`state` follows it): that replay fills gaps,
+  // and on a new page it is what says where the history starts.
   watchGap() {
-    if (this.gapTimer || this.highest <= this.conv.lastSeq) return;
-    this.gapTimer = setTimeout(() => this.fillGap(), GAP_WAIT_MS);
+    if (this.gapTimer || !this.welcomed || this.highest <= this.conv.lastSeq) return;
+    this.gapTimer = setTimeout(() => this.fillGap(), this.gapDelay);
   }
 
   async fillGap() {
     this.gapTimer = null;
     const after = this.conv.lastSeq;
     // Offline: the reconnect replays everything after last_seq anyway.
-    if (this.highest <= after || !this.connected) return;
+    if (this.highest <= after || !this.connected || !this.welcomed) return;
     let ack;
     try {
       ack = await this.request("missed", { after });
@@ -323,10 +330,16 @@ export class Widget {
     }
     if (!isObject(ack) || ack.ok !== true) return; // asked again at the next message
     const messages = Array.isArray(ack.messages) ? ack.messages : [];
-    for (const m of messages) if (isMessage(m)) this.showMessage(m, { unread: true, save: false });
+    for (const m of messages) {
+      // Unread as in a replay: only what this browser has not shown before.
+      if (isMessage(m)) this.showMessage(m, { unread: m.seq > this.conv.readSeq, save: false });
+    }
     this.seenThrough(ack.through);
     this.conv.save();
-    if (this.conv.lastSeq > after) this.watchGap(); // a gap beyond this page: the next one
+    // Moved on: a gap beyond this page is asked for next. Not: the missing number may
+    // still be being stored (the server says so by stopping `through` short of it).
+    this.gapDelay = this.conv.lastSeq > after ? GAP_WAIT_MS : Math.min(this.gapDelay * 2, GAP_WAIT_MAX_MS);
+    this.watchGap();
   }
 
   onHistory(data) {
@@ -348,6 +361,10 @@ export class Widget {
   onState(data) {
     if (!isObject(data)) return;
     this.stateKnown = true;
+    if (!this.welcomed) {
+      this.welcomed = true; // the replay is over
+      this.watchGap();
+    }
     if (typeof data.locale === "string" && data.locale) {
       if (this.conv.locale !== data.locale) {
         this.conv.locale = data.locale;
@@ -646,6 +663,8 @@ export class Widget {
     this.highest = 0;
     clearTimeout(this.gapTimer);
     this.gapTimer = null;
+    this.gapDelay = GAP_WAIT_MS;
+    this.welcomed = false;
     this.echoes.clear();
     this.prompt = null;
     this.stateKnown = false; // the start button comes back with the new connection's state

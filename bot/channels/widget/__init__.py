@@ -72,6 +72,10 @@ NAMESPACE = "/widget"
 HISTORY_PAGE = 100
 REPLAY_NEW = 200  # messages a new page gets; older ones stay in the database
 UPLOADS_PER_DAY = 30
+# A number missing below a message this old was never stored (a resend drew it), not
+# one still being stored by another process: `through` may pass it. Far longer than a
+# write can take (the database's own timeouts are 30 s).
+SETTLED_AFTER = timedelta(minutes=2)
 IDENTITY_MAX_SECONDS = 7 * 24 * 3600  # how far ahead a host app may date a signature  # per customer: uploads are stored in the database
 UPLOAD_PATH = "/widget/upload"
 WIDGET_DIR = ROOT / "widget"
@@ -80,6 +84,19 @@ COMMANDS = {
     c.value: c
     for c in (Command.START, Command.BACK, Command.CANCEL, Command.HELP, Command.PRIVACY)
 }
+
+
+def settled_through(after: int, page: list[Message]) -> int:
+    """How far a widget that has `after` and this page (the next messages, in order) has
+    every message: up to a missing number that may still be being stored (another
+    process drew it, and its write is slower than the next one's)."""
+    through = after
+    settled = utcnow() - SETTLED_AFTER
+    for message in page:
+        if message.seq != through + 1 and message.created_at > settled:
+            break  # a number below it is missing, and may yet come
+        through = message.seq
+    return through
 
 
 def message_payload(message: Message) -> dict[str, Any]:
@@ -334,15 +351,17 @@ class WidgetChannel:
         if last_seq == 0:
             latest = await self.repos.messages.latest_seq(customer.id)
             after = max(0, latest - REPLAY_NEW)
-        first = True
+        first, through = True, after
         while page := await self.repos.messages.after_seq(customer.id, after, limit=HISTORY_PAGE):
             if not self.sio.manager.is_connected(sid, NAMESPACE):
                 return  # gone: stop reading for nobody
-            # `through`: every message numbered up to it is in this replay; a number
-            # missing below it was never stored (a resend drew it), not lost.
+            if through == after:  # no number missing, or missing for good, so far
+                through = settled_through(after, page)
+            # `through`: every message numbered up to it is in this replay (or sent before
+            # it); a number missing below it was never stored (a resend drew it).
             payload: dict[str, Any] = {
                 "messages": [message_payload(m) for m in page],
-                "through": page[-1].seq,
+                "through": through,
             }
             if first:
                 payload["after"] = after  # where this replay starts (older ones not sent)
@@ -711,7 +730,7 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return self._ok(
             "missed",
             messages=[message_payload(m) for m in page],
-            through=page[-1].seq if page else asked.after,
+            through=settled_through(asked.after, page),
         )
 
     async def on_typing(self, sid: str, *args: Any) -> dict[str, Any]:
