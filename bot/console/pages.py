@@ -52,7 +52,7 @@ from bot.domain.tickets import (
 )
 from bot.i18n import SUPPORTED
 from bot.services.tickets import QueueFilters, StatusConflict, TicketNotFound
-from bot.storage import DatabaseUnavailable
+from bot.storage import CustomerErased, DatabaseUnavailable
 from bot.storage.locks import Busy
 from bot.templating import environment
 
@@ -670,12 +670,15 @@ class ConsolePages:
                 "flow_id": new_id(),
                 **values,
             },
-            # Every field has an entry ("" when fine): the templates are strict.
+            # Every field has an entry ("" when fine): the templates are strict. An error
+            # is named by its field, or by a reason shown at a field ("contact": "erasing").
             errors={
-                name: view.t(msgid, min=config.text_min, max=config.text_max)
+                name: view.t(
+                    s.INTAKE_ERRORS[errors[name]], min=config.text_min, max=config.text_max
+                )
                 if name in errors
                 else ""
-                for name, msgid in s.INTAKE_ERRORS.items()
+                for name in s.INTAKE_FIELDS
             },
         )
 
@@ -732,6 +735,9 @@ class ConsolePages:
             )
         except (DatabaseUnavailable, Busy):
             return await self.unavailable(request)
+        except CustomerErased:
+            fresh = {**values, "flow_id": new_id()}  # a later try is a new piece of feedback
+            return self._intake_page(view, values=fresh, errors={"contact": "erasing"}, status=409)
         raise web.HTTPSeeOther(ticket_url(ticket.id, done="logged"))
 
     # ------------------------------------------------------------ canned replies

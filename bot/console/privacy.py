@@ -41,7 +41,7 @@ from bot.domain.models import (
 from bot.domain.text import Text
 from bot.services.privacy import NotTheirs
 from bot.services.tickets import TicketNotFound
-from bot.storage import DatabaseUnavailable
+from bot.storage import CustomerErased, DatabaseUnavailable
 from bot.storage.locks import Busy, Lock
 
 if TYPE_CHECKING:
@@ -178,7 +178,12 @@ class ConsolePrivacy:
         existing = await self._open_duplicate(customer, kind)
         if existing is not None:
             raise web.HTTPSeeOther(request_url(existing.id, done="exists"))
-        logged = await self.privacy.log_request(customer, kind, channel=channel, by=view.staff.id)
+        try:
+            logged = await self.privacy.log_request(
+                customer, kind, channel=channel, by=view.staff.id
+            )
+        except CustomerErased:  # erased meanwhile: nobody to log it for
+            return await self._not_found(view)
         await self._audit(request, "privacy.log", logged.id, kind=kind.value)
         raise web.HTTPSeeOther(request_url(logged.id, done="logged"))
 
@@ -548,7 +553,10 @@ class ConsolePrivacy:
                 if isinstance(answerable, str):
                     return await self._refused(view, request, answerable)
                 found, customer = answerable
-                refused = await change(found, customer)
+                try:
+                    refused = await change(found, customer)
+                except CustomerErased:  # their erasure began meanwhile
+                    return await self._refused(view, request, "error=no_customer")
                 if refused is not None:
                     return refused
         except (DatabaseUnavailable, Busy):

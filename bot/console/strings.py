@@ -240,7 +240,12 @@ INTAKE_ERRORS = {
     "text": N_("Write down what the customer said ({min} to {max} characters)."),
     "contact": N_("That does not look like a phone number or an e-mail address."),
     "locale": N_("Choose the customer's language."),
+    "erasing": N_(
+        "This customer's data is being erased at this moment, so nothing was recorded. "
+        "Try again in a few minutes: they will then be a new customer."
+    ),
 }
+INTAKE_FIELDS = ("channel", "category", "rating", "text", "contact", "locale")
 
 # ---------------------------------------------------------------- canned replies
 

@@ -92,6 +92,7 @@ class DialogueService:
         privacy: PrivacyService,
     ) -> None:
         self.consents = consents
+        self.privacy = privacy
         self.privacy_menu = PrivacyMenu(repos, privacy, i18n, config)
         self.repos = repos
         self.tickets = tickets
@@ -134,9 +135,12 @@ class DialogueService:
             except ConcurrentUpdate:
                 # Another device answered at the same moment: apply ours to the new state.
                 continue
-            except CustomerErased:
+            except CustomerErased as erased:
                 # Their erasure (from another device, or by staff) began meanwhile, and
-                # what this input wrote was taken back: say so, as the menu does.
+                # what this input wrote was taken back: say so, as the menu does. One
+                # left half-done long ago (its process died) is finished now: their next
+                # input starts afresh, not at the retention job's next round.
+                await self.privacy.finish_stalled(erased.customer_id)
                 reply = self._say(self.i18n.negotiate(locale_hint), Text(ERASED))
                 return Handled([replace(reply, erased=True)])
         raise ConcurrentUpdate(conversation_key(channel.value, external_id))

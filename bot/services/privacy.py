@@ -44,7 +44,7 @@ from bot.metrics import Metrics
 from bot.services.consents import ConsentService
 from bot.services.delivery import Clock
 from bot.services.tickets import TicketService
-from bot.storage import Repositories
+from bot.storage import CustomerErased, Repositories
 from bot.storage.tickets import REFERENCE_RE
 
 CORRECTABLE = 10  # the latest tickets a correction may be added to
@@ -136,6 +136,7 @@ class PrivacyService:
         channel: Channel,
         by: str,
         detail: dict[str, str] | None = None,
+        fenced: bool = True,
     ) -> PrivacyRequest:
         """Log a request, open, due in privacy_request_days."""
         now = self.clock()
@@ -149,6 +150,11 @@ class PrivacyService:
             detail=dict(detail or {}),
         )
         await self.repos.privacy_requests.add(request)
+        if fenced and customer is not None and await self.repos.customers.get(customer.id) is None:
+            # Erased meanwhile (on another device, or by staff), after the erasure made
+            # its requests forget the customer (it does so once the record is gone).
+            await self.repos.privacy_requests.set_fields(request.id, customer_id=None)
+            raise CustomerErased(customer.id)
         source = "customer" if by == "customer" else "staff"
         self.metrics.privacy_requests.labels(kind.value, source).inc()
         return request
@@ -487,8 +493,8 @@ class PrivacyService:
         Closes `request`, or logs a new erase request as answered. Idempotent: run again
         (the retention job does, if a process died half-way) it finishes the work."""
         if request is None:
-            request = await self.log_request(
-                customer, PrivacyRequestKind.ERASE, channel=customer.channel, by=by
+            request = await self.log_request(  # (an erasure run again: unfenced)
+                customer, PrivacyRequestKind.ERASE, channel=customer.channel, by=by, fenced=False
             )
         started = self.clock()
         await self.repos.privacy_requests.set_fields(
@@ -522,13 +528,41 @@ class PrivacyService:
         report.add({"messages": await repos.messages.delete_for_customer(customer.id)})
         report.add({"customers": int(await repos.customers.delete(customer))})
         removed = {name: str(count) for name, count in sorted(report.removed.items()) if count}
-        await self.close_request(request.id, removed)
-        await repos.privacy_requests.close_open_for_customer(
-            customer.id, at=self.clock(), detail={"answered_by_erasure": request.id}
-        )
-        await repos.privacy_requests.forget_customer(customer.id)
+        await self._close_erasure(request.id, customer.id, removed)
         log.info("customer data erased", extra={"request_id": request.id, **removed})
         return report
+
+    async def _close_erasure(
+        self, request_id: str, customer_id: str, removed: dict[str, str] | None = None
+    ) -> None:
+        """The erasure's request answered, the customer's other open ones with it, and no
+        request naming them any more. After the customer record is gone: a request logged
+        later finds no customer and forgets them itself (log_request)."""
+        await self.close_request(request_id, removed)
+        await self.repos.privacy_requests.close_open_for_customer(
+            customer_id, at=self.clock(), detail={"answered_by_erasure": request_id}
+        )
+        await self.repos.privacy_requests.forget_customer(customer_id)
+
+    async def finish_stalled(self, customer_id: str) -> bool:
+        """Finish the erasure of a customer marked longer ago than ERASURE_RESUME_AFTER
+        (the process erasing them died) now, not at the retention job's next round: they
+        wrote again, and until then everything they wrote would be taken back. True if
+        one was finished."""
+        customer = await self.repos.customers.get(customer_id)
+        stalled = self.clock() - ERASURE_RESUME_AFTER
+        if customer is None or customer.erasing_since is None or customer.erasing_since > stalled:
+            return False
+        request = next(
+            (
+                r
+                for r in await self.repos.privacy_requests.for_customer(customer_id)
+                if r.kind is PrivacyRequestKind.ERASE and r.state is PrivacyRequestState.OPEN
+            ),
+            None,
+        )
+        await self.erase(customer, by="system" if request is None else request.by, request=request)
+        return True
 
     async def _anonymize_tickets(
         self,
@@ -584,9 +618,10 @@ class PrivacyService:
                 if request.customer_id is None
                 else await self.repos.customers.get(request.customer_id)
             )
-            if customer is None:
+            if customer is None:  # it died after the record went: only the requests left
+                if request.customer_id is not None:
+                    await self._close_erasure(request.id, request.customer_id)
                 await self.close_request(request.id)
-                await self.repos.privacy_requests.set_fields(request.id, customer_id=None)
             else:
                 await self.erase(customer, by=request.by, request=request)
             done += 1

@@ -213,7 +213,14 @@ class TicketService:
             return ticket
         contact = answers.get("contact") or {}
         await self.repos.customers.update_fields(customer.id, **contact, last_ticket_id=ticket.id)
-        await self._acknowledge(customer, ticket)
+        try:
+            await self._acknowledge(customer, ticket)
+        except CustomerErased:
+            # Their erasure began meanwhile (staff log a call while a colleague erases
+            # the caller; a form sent as the erasure runs): the ticket goes as their
+            # others do, keeping only what is anonymous.
+            await self.repos.tickets.anonymize(ticket.id, at=self.clock(), forget_customer=True)
+            raise
         ticket = await self.get(ticket.id)
         if inserted.created:
             self.metrics.tickets_filed.labels(channel.value, ticket.category.value).inc()

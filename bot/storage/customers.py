@@ -25,6 +25,10 @@ class CustomerErased(LookupError):
     """The customer was erased, or their erasure began, while something was written for
     them: it was taken back (Repositories.fence)."""
 
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(customer_id)
+        self.customer_id = customer_id
+
 
 class CustomerKey(Model):
     """Which customer a channel identity is. The id is the identity's hash, as the

@@ -164,6 +164,8 @@ class TicketRepository(Repository[Ticket]):
             }
             if forget_customer:
                 fields["customer_id"] = ""
+                # A form's or a logged call's key names the customer's identity there.
+                fields["flow_id"] = f"erased:{ticket_id}"
             await self.collection.update_one({"_id": ticket_id}, {"$set": fields})
 
     async def withdraw_expanded_use(self, customer_id: str) -> list[str]:

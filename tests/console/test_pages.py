@@ -369,6 +369,40 @@ async def test_c2_2_manual_intake_files_a_phone_ticket_without_inventing_consent
     assert "does not look like a phone number" in text
 
 
+async def test_c3_2_6_intake_for_a_caller_being_erased_says_so_and_keeps_nothing(
+    console: Client, container: Container
+) -> None:
+    """A caller whose erasure has begun calls again: the console answered 500, and the
+    new ticket stayed with their words, never anonymized."""
+    _, csrf = await sign_in(console, container.repos)
+    form = {
+        "channel": "phone",
+        "contact": "+86 138-0013-8000",
+        "locale": "en",
+        "category": "after_sales",
+        "rating": "2",
+        "text": "Called about a broken kettle; wants a replacement.",
+        "flow_id": "fedcba9876543210fedcba9876543210",
+    }
+    await post(console, "/console/intake", csrf, **form)
+    customer = await container.repos.customers.find(Channel.PHONE, "+8613800138000")
+    assert customer is not None
+    await container.repos.customers.update_fields(
+        customer.id, erasing_since=container.privacy.clock()
+    )
+    words = "Called again: the replacement kettle leaks too."
+    form.update(flow_id="0123456789abcdef0123456789abcdef", text=words)
+    response = await console.post(
+        "/console/intake", data={"csrf": csrf, **form}, allow_redirects=False
+    )
+    assert response.status == 409
+    assert "being erased at this moment" in await response.text()
+    tickets = await container.repos.tickets.all_for_customer(customer.id)
+    assert [t.text for t in tickets] == [
+        "Called about a broken kettle; wants a replacement."
+    ]  # the new one went as the erasure will take the first: anonymized
+
+
 async def test_canned_replies_are_managed_by_supervisors_and_fill_the_reply_box(
     console: Client, container: Container
 ) -> None:

@@ -684,3 +684,22 @@ async def test_c3_2_6_the_privacy_pages_speak_the_staff_members_language(
     page = await get_page(console, f"/console/privacy/{request.id}")
     assert "不可撤销" in page
     assert "请求：删除其数据" in page  # the trail: the view of this page, in words
+
+
+async def test_c3_2_6_a_withdrawal_for_a_customer_being_erased_is_not_a_500(
+    console: Client, container: Container
+) -> None:
+    """Staff answer a withdrawal just as the customer's erasure begins: the consent
+    recorded is taken back, and the console said 500."""
+    _, csrf = await sign_in(console, container.repos, role=StaffRole.SUPERVISOR, username="s9")
+    ticket = await file_ticket(container, "tg-user-901")
+    customer = await customer_of(container, ticket)
+    request_id, _ = await logged(console, csrf, ticket, PrivacyRequestKind.WITHDRAW)
+    await container.repos.customers.update_fields(
+        customer.id, erasing_since=container.privacy.clock()
+    )
+    where = await post(
+        console, f"/console/privacy/{request_id}/withdraw", csrf, purpose="expanded_use"
+    )
+    assert where.endswith("?error=no_customer")
+    assert await container.repos.consents.history(customer.id) == []

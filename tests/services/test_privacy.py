@@ -31,6 +31,7 @@ from bot.domain.text import Text
 from bot.services import privacy as privacy_service
 from bot.services.privacy_dialogue import ERASED
 from bot.services.tickets import TicketNotFound
+from bot.storage import CustomerErased
 from tests.services.chat import Chat
 from tests.support import FixedClock, everything_stored
 
@@ -394,6 +395,120 @@ async def test_c3_2_6_a_message_stored_while_the_erasure_runs_is_erased_too(
     if writer == "their words":  # told their words were not kept: they are erased
         assert [r.text for r in replies] == [container.i18n.render("en", Text(ERASED))]
         assert replies[0].erased
+
+
+async def test_c3_2_6_feedback_logged_for_a_caller_while_they_are_erased_is_erased_too(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staff log a call while a colleague erases the caller: the new ticket was filed
+    for the record being erased (found by phone number), and kept their words and id."""
+
+    async def log(text: str, flow: str) -> Ticket:
+        return await container.tickets.log_on_behalf(
+            staff_id="staff-2",
+            channel=Channel.PHONE,
+            locale="en",
+            contact={"phone": "+8613800138000"},
+            answers={"category": "product_quality", "rating": 2, "text": text},
+            flow_id=f"console:{flow}",
+            external_id="+8613800138000",
+        )
+
+    await log("First call: the kettle leaks.", "a" * 32)
+    customer = await _customer(container, Channel.PHONE, "+8613800138000")
+    words = "Second call: and the lid burnt my hand, flat 12B."
+    raised: list[BaseException] = []
+    real_delete = container.repos.customers.delete
+
+    async def deleting(*args: Any) -> Any:  # the erasure's last step: the call is logged now
+        try:
+            await log(words, "b" * 32)
+        except CustomerErased as exc:
+            raised.append(exc)
+        return await real_delete(*args)
+
+    monkeypatch.setattr(container.repos.customers, "delete", deleting)
+    report = await container.privacy.erase(customer, by="staff-1")
+    assert report.removed.get("customers") == 1
+    assert len(raised) == 1  # the console says so (tests/console)
+    stored = await everything_stored(container)
+    assert words not in stored
+    assert customer.id not in stored
+    assert "+8613800138000" not in stored
+
+
+async def test_c3_2_6_a_customer_back_after_an_erasure_that_stopped_starts_afresh(
+    container: Container, monkeypatch: pytest.MonkeyPatch, clock: FixedClock
+) -> None:
+    """The process erasing them died half-way: the record stays marked until the
+    retention job's next round (hourly). Meanwhile all they wrote was taken back and
+    answered "your data has been deleted". Now their first input finishes it."""
+    dave = Chat(container, "dave-7102", locale="en")
+    await dave.happy_path()
+    customer = await _customer(container, Channel.TELEGRAM, dave.user)
+
+    async def died(*args: Any) -> Any:
+        raise RuntimeError("the process died")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(container.repos.customers, "delete", died)
+        with pytest.raises(RuntimeError):
+            await container.privacy.erase(customer)
+    clock.advance(minutes=6)  # longer than an erasure can take: it stopped
+    await dave.command(Command.START)
+    assert dave.step == "notice", dave.last
+    (told,) = await dave.choose("yes")  # processing consent: the marked record, taken back
+    assert told.erased
+    assert customer.id not in await everything_stored(container)  # finished now
+    await dave.command(Command.START)
+    await dave.choose("yes")
+    assert dave.step == "expanded_use", dave.last  # a new customer record, kept
+
+
+async def test_c3_2_6_a_request_logged_as_the_erasure_ends_does_not_keep_their_id(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "See my data" on one device had read the customer when the erasure from another
+    ended: the request it logged kept the erased customer's id."""
+    erin = Chat(container, "erin-7103", locale="en")
+    await erin.happy_path()
+    customer = await _customer(container, Channel.TELEGRAM, erin.user)
+    await erin.command(Command.PRIVACY)
+    storing, gate = asyncio.Event(), asyncio.Event()
+    real_add = container.repos.privacy_requests.add
+
+    async def held_add(request: Any) -> Any:
+        if request.kind is PrivacyRequestKind.ACCESS:
+            storing.set()  # the menu has read the customer
+            await gate.wait()
+        return await real_add(request)
+
+    monkeypatch.setattr(container.repos.privacy_requests, "add", held_add)
+    seeing = asyncio.create_task(erin.choose("see"))
+    await asyncio.wait_for(storing.wait(), 10)
+    report = await container.privacy.erase(customer)
+    assert report.removed.get("customers") == 1
+    gate.set()
+    replies = await asyncio.wait_for(seeing, 10)
+    assert replies[0].erased  # told their data is deleted
+    assert customer.id not in await everything_stored(container)
+
+
+async def test_c3_2_6_an_erased_form_customer_leaves_no_form_key_on_the_ticket(
+    container: Container,
+) -> None:
+    """A form's key (and a logged call's) is the customer's identity on that channel;
+    the anonymous ticket kept it as its filing key."""
+    form_id = "f" * 32
+    customer = await container.repos.customers.get_or_create(Channel.FORM, form_id, "en")
+    await container.tickets.file(
+        customer,
+        Channel.FORM,
+        {"category": "product_quality", "rating": 3, "text": "The lid cracks."},
+        flow_id=f"form:{form_id}",
+    )
+    await container.privacy.erase(customer, by="staff-1")
+    assert form_id not in await everything_stored(container)
 
 
 async def test_c3_2_6_a_correction_after_the_erasure_read_the_ticket_is_refused(

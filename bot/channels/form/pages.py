@@ -51,7 +51,7 @@ from bot.domain import flow
 from bot.domain.models import ConsentPurpose, Ticket
 from bot.domain.text import Param, Plural, Text
 from bot.i18n import SUPPORTED, I18n
-from bot.storage import DatabaseUnavailable
+from bot.storage import CustomerErased, DatabaseUnavailable
 from bot.storage.locks import Busy
 from bot.templating import environment
 
@@ -456,13 +456,16 @@ class FormPages:
             )
         try:
             ticket = await self.intake.submit(checked.submission)
-        except (Busy, DatabaseUnavailable) as exc:
+        except (Busy, DatabaseUnavailable, CustomerErased) as exc:
             log.warning("form not saved", extra={"cause": type(exc).__name__})
             message = strings.ERR_BUSY if isinstance(exc, Busy) else strings.ERR_UNAVAILABLE
             return self.render_form(
                 request,
                 locale,
-                form_id=checked.submission.form_id,
+                # Erased as it was sent (by staff): sent again, it is a new customer's.
+                form_id=new_form_id()
+                if isinstance(exc, CustomerErased)
+                else checked.submission.form_id,
                 values=self._kept_values(fields, stale=False),
                 errors={GENERAL: Text(message)},
                 status=503,
