@@ -263,8 +263,10 @@ class DeliveryService:
         customer = await self.repos.customers.get(message.customer_id)
         sender = self.senders.get(message.channel)
         result: SendResult
-        if customer is None:
-            result = Undeliverable("customer erased")  # nobody is left to tell
+        if customer is None or customer.erasing_since is not None:
+            # Nobody is left to tell; or their erasure has begun: what is queued for them
+            # goes with it (a message queued meanwhile is being taken back by its writer).
+            result = Undeliverable("customer erased")
         elif sender is None:
             result = RetryLater(f"no sender for channel {channel} in this process", transient=True)
         else:
