@@ -325,19 +325,23 @@ async def _csrf(client: Client) -> str:
     return await login_csrf(client)
 
 
+# A phone call as staff log it in the intake form.
+PHONE_CALL = {
+    "channel": "phone",
+    "contact": "+86 138-0013-8000",
+    "locale": "zh_CN",
+    "category": "after_sales",
+    "rating": "2",
+    "text": "Called about a broken kettle; wants a replacement.",
+    "flow_id": "fedcba9876543210fedcba9876543210",
+}
+
+
 async def test_c2_2_manual_intake_files_a_phone_ticket_without_inventing_consent(
     console: Client, container: Container
 ) -> None:
     staff, csrf = await sign_in(console, container.repos)
-    form = {
-        "channel": "phone",
-        "contact": "+86 138-0013-8000",
-        "locale": "zh_CN",
-        "category": "after_sales",
-        "rating": "2",
-        "text": "Called about a broken kettle; wants a replacement.",
-        "flow_id": "fedcba9876543210fedcba9876543210",
-    }
+    form = dict(PHONE_CALL)
     where = await post(console, "/console/intake", csrf, **form)
     assert where.endswith("?done=logged")
     again = await post(console, "/console/intake", csrf, **form)  # resent: one ticket
@@ -375,15 +379,7 @@ async def test_c3_2_6_intake_for_a_caller_being_erased_says_so_and_keeps_nothing
     """A caller whose erasure has begun calls again: the console answered 500, and the
     new ticket stayed with their words, never anonymized."""
     _, csrf = await sign_in(console, container.repos)
-    form = {
-        "channel": "phone",
-        "contact": "+86 138-0013-8000",
-        "locale": "en",
-        "category": "after_sales",
-        "rating": "2",
-        "text": "Called about a broken kettle; wants a replacement.",
-        "flow_id": "fedcba9876543210fedcba9876543210",
-    }
+    form = dict(PHONE_CALL, locale="en")
     await post(console, "/console/intake", csrf, **form)
     customer = await container.repos.customers.find(Channel.PHONE, "+8613800138000")
     assert customer is not None

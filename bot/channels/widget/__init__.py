@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -644,39 +645,59 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             log.warning("widget input: follow-up failed", extra=failure(exc))
         return self._ok("input", **ack)
 
-    async def on_language(self, sid: str, *args: Any) -> dict[str, Any]:
-        data = _one(args)
-        channel = self.channel
-        visitor = await channel.visitor(sid)
-        if not await channel.allowed(visitor, sid):
-            return self._fail(visitor, "language", "rate_limited")
+    async def _small_event(
+        self,
+        event: str,
+        sid: str,
+        data: Any,
+        work: Callable[[Visitor, Any], Awaitable[dict[str, Any]]],
+        *,
+        unavailable: tuple[type[Exception], ...] = (DatabaseUnavailable,),
+    ) -> dict[str, Any]:
+        """What an event other than `input` does around its `work`: the rate limits, then
+        its answer; always an answer (a payload of the wrong shape is `invalid`, the
+        database down is `unavailable`, anything else `error`)."""
+        visitor = await self.channel.visitor(sid)
+        if not await self.channel.allowed(visitor, sid):
+            return self._fail(visitor, event, "rate_limited")
         try:
+            return await work(visitor, data)
+        except ValidationError:
+            return self._fail(visitor, event, "invalid")
+        except unavailable:
+            return self._fail(visitor, event, "unavailable")
+        except Exception as exc:  # noqa: BLE001 - answer, always
+            log.error("widget event failed", extra={"event": event, **failure(exc)})
+            return self._fail(visitor, event, "error")
+
+    async def on_language(self, sid: str, *args: Any) -> dict[str, Any]:
+        channel = self.channel
+
+        async def work(visitor: Visitor, data: Any) -> dict[str, Any]:
             choice = LanguageChoice.model_validate(data)
             replies = await channel.dialogue.set_language(
                 Channel.WIDGET, visitor.external_id, choice.locale
             )
-        except ValidationError:
-            return self._fail(visitor, "language", "invalid")
-        except (DatabaseUnavailable, ConcurrentUpdate):
-            return self._fail(visitor, "language", "unavailable")
-        except Exception as exc:  # noqa: BLE001 - answer, always
-            log.error("widget language failed", extra=failure(exc))
-            return self._fail(visitor, "language", "error")
-        changed = Visitor(visitor.external_id, visitor.room, visitor.ip, choice.locale)
-        await self.save_session(sid, {"visitor": changed})
-        return self._ok(
+            changed = Visitor(visitor.external_id, visitor.room, visitor.ip, choice.locale)
+            await self.save_session(sid, {"visitor": changed})
+            return self._ok(
+                "language",
+                replies=[prompt_payload(r) for r in replies],
+                strings=ui_strings(channel.i18n, choice.locale),
+            )
+
+        return await self._small_event(
             "language",
-            replies=[prompt_payload(r) for r in replies],
-            strings=ui_strings(channel.i18n, choice.locale),
+            sid,
+            _one(args),
+            work,
+            unavailable=(DatabaseUnavailable, ConcurrentUpdate),
         )
 
     async def on_upload(self, sid: str, *args: Any) -> dict[str, Any]:
-        data = _one(args) if args else {}
         channel = self.channel
-        visitor = await channel.visitor(sid)
-        if not await channel.allowed(visitor, sid):
-            return self._fail(visitor, "upload", "rate_limited")
-        try:
+
+        async def work(visitor: Visitor, data: Any) -> dict[str, Any]:
             Empty.model_validate(data)
             refusal = await channel.upload_refusal(visitor)
             if refusal is not None:
@@ -685,62 +706,43 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             token = await channel.repos.upload_tokens.issue(
                 visitor.room, timedelta(seconds=seconds)
             )
-        except ValidationError:
-            return self._fail(visitor, "upload", "invalid")
-        except DatabaseUnavailable:
-            return self._fail(visitor, "upload", "unavailable")
-        except Exception as exc:  # noqa: BLE001 - answer, always
-            log.error("widget upload token failed", extra=failure(exc))
-            return self._fail(visitor, "upload", "error")
-        return self._ok(
-            "upload",
-            # The locale rides along so that the upload's errors speak the widget's language.
-            url=f"{UPLOAD_PATH}?{urlencode({'locale': visitor.locale})}",
-            token=token,
-            expires_in=seconds,
-            max_bytes=channel.settings.widget_upload_max_bytes,
-            types=sorted(channel.settings.upload_types),
-        )
+            return self._ok(
+                "upload",
+                # The locale rides along: the upload's errors speak the widget's language.
+                url=f"{UPLOAD_PATH}?{urlencode({'locale': visitor.locale})}",
+                token=token,
+                expires_in=seconds,
+                max_bytes=channel.settings.widget_upload_max_bytes,
+                types=sorted(channel.settings.upload_types),
+            )
+
+        return await self._small_event("upload", sid, _one(args) if args else {}, work)
 
     async def on_missed(self, sid: str, *args: Any) -> dict[str, Any]:
         """A widget saw a message number skipped (a push lost on its way): the messages
-        after `after`, one page, and `through`, the number the answer is complete to."""
-        data = _one(args)
+        after `after`, one page, and `through`, how far the answer is complete."""
         channel = self.channel
-        visitor = await channel.visitor(sid)
-        if not await channel.allowed(visitor, sid):
-            return self._fail(visitor, "missed", "rate_limited")
-        try:
+
+        async def work(visitor: Visitor, data: Any) -> dict[str, Any]:
             asked = Missed.model_validate(data)
             customer = await channel.dialogue.customer(Channel.WIDGET, visitor.external_id)
-            page = (
-                []
-                if customer is None
-                else await channel.repos.messages.after_seq(
+            page = []
+            if customer is not None:
+                page = await channel.repos.messages.after_seq(
                     customer.id, asked.after, limit=HISTORY_PAGE
                 )
+            return self._ok(
+                "missed",
+                messages=[message_payload(m) for m in page],
+                through=settled_through(asked.after, page),
             )
-        except ValidationError:
-            return self._fail(visitor, "missed", "invalid")
-        except DatabaseUnavailable:
-            return self._fail(visitor, "missed", "unavailable")
-        except Exception as exc:  # noqa: BLE001 - answer, always
-            log.error("widget missed failed", extra=failure(exc))
-            return self._fail(visitor, "missed", "error")
-        return self._ok(
-            "missed",
-            messages=[message_payload(m) for m in page],
-            through=settled_through(asked.after, page),
-        )
+
+        return await self._small_event("missed", sid, _one(args), work)
 
     async def on_typing(self, sid: str, *args: Any) -> dict[str, Any]:
-        data = _one(args)
-        visitor = await self.channel.visitor(sid)
-        if not await self.channel.allowed(visitor, sid):
-            return self._fail(visitor, "typing", "rate_limited")
-        try:
+        async def work(visitor: Visitor, data: Any) -> dict[str, Any]:
             Typing.model_validate(data)
-        except ValidationError:
-            return self._fail(visitor, "typing", "invalid")
-        # Shown to staff once the console listens (the staff console issue).
-        return self._ok("typing")
+            # Shown to staff once the console listens (the staff console issue).
+            return self._ok("typing")
+
+        return await self._small_event("typing", sid, _one(args), work)
