@@ -33,7 +33,7 @@ from bot.domain.models import (
 from bot.metrics import Metrics
 from bot.storage import DatabaseUnavailable, Repositories
 from bot.storage.database import Inserted
-from bot.storage.locks import Lock, LockRepository
+from bot.storage.locks import KeptLock
 
 log = logging.getLogger(__name__)
 
@@ -47,58 +47,6 @@ RESTORE_SECONDS = 300.0
 # A customer's messages behind a head that another dispatcher holds are left out of the
 # due list for this long (dispatch_once).
 FOLLOWER_PAUSE = timedelta(seconds=1)
-
-
-class _KeptLease:
-    """A dispatcher's lock on a message, renewed every third of its length for as long as
-    the message is in hand (a Bot API call may take longer than the lease: aiogram waits
-    60 s), so no other dispatcher takes it over and sends it again meanwhile. Released
-    on exit, unless `keep_on_exit` was called (then it runs out by itself)."""
-
-    def __init__(
-        self, locks: LockRepository, lock: Lock, ttl: timedelta, clock: Callable[[], datetime]
-    ) -> None:
-        self.locks = locks
-        self.lock: Lock | None = lock
-        self.ttl = ttl
-        self.clock = clock
-        self.lost = False
-        self._release = True
-        self._done = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def keep_on_exit(self) -> None:
-        self._release = False
-
-    async def _renew(self) -> None:
-        while self.lock is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), self.ttl.total_seconds() / 3)
-            if self._done.is_set():
-                return
-            try:
-                renewed = await self.locks.renew(self.lock, self.ttl, now=self.clock())
-            except DatabaseUnavailable:
-                if self.clock() < self.lock.until:
-                    continue
-                renewed = None
-            if renewed is None:
-                self.lost = True
-                log.warning("delivery lease lost while sending")
-            self.lock = renewed
-
-    async def __aenter__(self) -> _KeptLease:
-        self._task = asyncio.create_task(self._renew())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        # Stopped and waited for, not cancelled: a renewal on its way would otherwise land
-        # after the release and hold the message's lock for another lease.
-        self._done.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self.lock is not None and self._release:
-            await self.locks.release(self.lock)
 
 
 @dataclass(frozen=True)
@@ -244,7 +192,7 @@ class DeliveryService:
                 if listed.id != candidate.id:
                     await self.repos.messages.defer(listed.id, at=now + FOLLOWER_PAUSE)
                 continue
-            lease = _KeptLease(self.repos.locks, lock, self.lease, self.clock)
+            lease = KeptLock(self.repos.locks, lock, self.lease, self.clock)
             async with lease:
                 # Re-read under the lock: it may have been sent since the candidate was listed.
                 message = await self.repos.messages.get(candidate.id)
@@ -258,7 +206,7 @@ class DeliveryService:
                 return True
         return False
 
-    async def _send(self, message: Message, lease: _KeptLease) -> None:
+    async def _send(self, message: Message, lease: KeptLock) -> None:
         channel = message.channel.value
         customer = await self.repos.customers.get(message.customer_id)
         sender = self.senders.get(message.channel)
@@ -277,7 +225,7 @@ class DeliveryService:
                 result = RetryLater(f"sender error: {type(exc).__name__}")
         await self._settle(message, result, lease)
 
-    async def _settle(self, message: Message, result: SendResult, lease: _KeptLease) -> None:
+    async def _settle(self, message: Message, result: SendResult, lease: KeptLock) -> None:
         channel = message.channel.value
         now = self.clock()
         attempts = message.delivery.attempts + 1
@@ -312,7 +260,7 @@ class DeliveryService:
             self.metrics.deliveries.labels(channel, "retry").inc()
 
     async def _mark_sent(
-        self, message: Message, attempts: int, now: datetime, lease: _KeptLease
+        self, message: Message, attempts: int, now: datetime, lease: KeptLock
     ) -> None:
         """The channel took the message: record it, however long the database takes to
         come back, while the lease is kept. Released unrecorded, the message would still

@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
@@ -38,6 +39,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from bot.domain.models import Model, new_id, utcnow
 from bot.storage.database import DatabaseUnavailable, Doc, DuplicateKeyError, Repository
+
+log = logging.getLogger(__name__)
 
 
 class Busy(RuntimeError):
@@ -257,3 +260,56 @@ class Lease:
         if lock is not None:
             with contextlib.suppress(DatabaseUnavailable):  # it expires by itself then
                 await self.locks.release(lock)
+
+
+class KeptLock:
+    """A lock on work in hand (a message being sent, a staff post), renewed every third of
+    its length for as long as the work lasts (a Bot API call may take longer than the
+    lock: aiogram waits 60 s), so no other process takes the work over and does it again
+    meanwhile; `lost` says it could not be kept. Released on exit, unless `keep_on_exit`
+    was called (then it runs out by itself)."""
+
+    def __init__(
+        self, locks: LockRepository, lock: Lock, ttl: timedelta, clock: Callable[[], datetime]
+    ) -> None:
+        self.locks = locks
+        self.lock: Lock | None = lock
+        self.ttl = ttl
+        self.clock = clock
+        self.lost = False
+        self._release = True
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def keep_on_exit(self) -> None:
+        self._release = False
+
+    async def _renew(self) -> None:
+        while self.lock is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), self.ttl.total_seconds() / 3)
+            if self._done.is_set():
+                return
+            try:
+                renewed = await self.locks.renew(self.lock, self.ttl, now=self.clock())
+            except DatabaseUnavailable:
+                if self.clock() < self.lock.until:
+                    continue
+                renewed = None
+            if renewed is None:
+                self.lost = True
+                log.warning("lock lost while its work was in hand")
+            self.lock = renewed
+
+    async def __aenter__(self) -> KeptLock:
+        self._task = asyncio.create_task(self._renew())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Stopped and waited for, not cancelled: a renewal on its way would otherwise land
+        # after the release and hold the message's lock for another lease.
+        self._done.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.lock is not None and self._release:
+            await self.locks.release(self.lock)

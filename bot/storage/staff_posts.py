@@ -33,6 +33,11 @@ class StaffPost(Model):
     at: datetime  # when it was owed: a ticket's posts go in this order
     next_attempt_at: datetime
     attempts: int = 0
+    # A post is several Bot API calls (a card, then its files): how many went out, so
+    # that a retry sends the rest. And the topic a "filed" post made, before the ticket
+    # records it: a retry uses it, and an erasure meanwhile deletes it.
+    parts: int = 0
+    topic_id: int | None = None
 
     @staticmethod
     def key(kind: StaffPostKind, ticket_id: str, ref: str = "") -> str:
@@ -42,7 +47,10 @@ class StaffPost(Model):
 class StaffPostRepository(Repository[StaffPost]):
     collection_name = "staff_posts"
     model = StaffPost
-    indexes = (IndexModel([("at", ASCENDING)]),)
+    indexes = (
+        IndexModel([("next_attempt_at", ASCENDING)]),
+        IndexModel([("ticket_id", ASCENDING), ("at", ASCENDING)]),
+    )
 
     async def add(
         self, kind: StaffPostKind, ticket_id: str, *, at: datetime, ref: str = ""
@@ -62,17 +70,28 @@ class StaffPostRepository(Repository[StaffPost]):
             return False
         return True
 
-    async def oldest(self, limit: int) -> list[StaffPost]:
-        """The posts owed, oldest first, due or not: one waiting for its retry holds up its
-        ticket's later ones. A small collection: only what is not posted yet."""
-        cursor = self.collection.find({}).sort("at", ASCENDING).limit(limit)
+    async def due(self, now: datetime, limit: int) -> list[StaffPost]:
+        """Posts due now, oldest first (a small collection: what is not posted yet)."""
+        cursor = (
+            self.collection.find({"next_attempt_at": {"$lte": now}})
+            .sort("at", ASCENDING)
+            .limit(limit)
+        )
         return [self._load(doc) async for doc in cursor]
 
-    async def owed(self, kind: StaffPostKind, ticket_id: str, ref: str = "") -> bool:
-        doc = await self.collection.find_one(
-            {"_id": StaffPost.key(kind, ticket_id, ref)}, projection={"_id": 1}
-        )
-        return doc is not None
+    async def head(self, ticket_id: str) -> StaffPost | None:
+        """The ticket's next post: its topic first (the others go into it), then the
+        oldest, due or not (one waiting for its retry holds up the later ones)."""
+        doc = await self.collection.find_one({"_id": StaffPost.key("filed", ticket_id)})
+        if doc is None:
+            doc = await self.collection.find_one({"ticket_id": ticket_id}, sort=[("at", ASCENDING)])
+        return None if doc is None else self._load(doc)
+
+    async def progress(self, post_id: str, *, parts: int, topic_id: int | None = None) -> None:
+        fields: dict[str, object] = {"parts": parts}
+        if topic_id is not None:
+            fields["topic_id"] = topic_id
+        await self.collection.update_one({"_id": post_id}, {"$set": fields})
 
     async def retry(self, post_id: str, *, at: datetime, attempts: int) -> None:
         await self.collection.update_one(

@@ -276,10 +276,29 @@ class TicketRepository(Repository[Ticket]):
                 return False
             return await self._apply(ticket_id, event, {"first_response_at": event.at})
 
-    async def _apply(self, ticket_id: str, event: TimelineEvent, fields: dict[str, object]) -> bool:
-        """One write: the fields and the event (the caller holds the ticket's lock)."""
+    async def set_topic(self, ticket_id: str, chat_id: int, topic_id: int) -> bool:
+        """The ticket's staff topic, unless it was anonymized meanwhile (an erasure came
+        first: the caller deletes the topic it made)."""
+        event = TimelineEvent(kind="topic", actor="system", detail=str(topic_id))
+        fields: dict[str, object] = {
+            "telegram_topic_id": topic_id,
+            "telegram_topic_chat_id": chat_id,
+        }
+        async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
+            return await self._apply(ticket_id, event, fields, only={"anonymized_at": None})
+
+    async def _apply(
+        self,
+        ticket_id: str,
+        event: TimelineEvent,
+        fields: dict[str, object],
+        *,
+        only: dict[str, object] | None = None,
+    ) -> bool:
+        """One write: the fields and the event (the caller holds the ticket's lock); with
+        `only`, if the ticket matches it."""
         result = await self.collection.update_one(
-            {"_id": ticket_id},
+            {"_id": ticket_id, **(only or {})},
             {
                 "$set": {"updated_at": utcnow(), **fields},
                 "$push": {"events": event.model_dump(mode="python")},

@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -542,7 +542,9 @@ async def test_staff_topic_posts_keep_nobody_waiting_and_are_not_lost(
         assert posted.index(later) < posted.index(last)  # in order, the retried one first
 
         async def nothing_owed() -> bool | None:
-            return True if not await service.container.repos.staff_posts.oldest(10) else None
+            tomorrow = datetime.now(UTC) + timedelta(days=1)
+            owed = await service.container.repos.staff_posts.due(tomorrow, 10)
+            return True if not owed else None
 
         await eventually(nothing_owed, "every staff post done")
 

@@ -60,6 +60,11 @@ class RateLimiter:
             self._next_in_chat = {c: t for c, t in self._next_in_chat.items() if t > now}
         return slot
 
+    def pause(self, chat_id: int, seconds: float) -> None:
+        """Send nothing to the chat for `seconds` (Telegram answered 429 with them)."""
+        until = time.monotonic() + seconds
+        self._next_in_chat[chat_id] = max(self._next_in_chat.get(chat_id, 0.0), until)
+
     def busy_for(self, chat_id: int) -> float:
         """Seconds until this chat may be sent to again (0: now); reserves nothing."""
         return max(0.0, self._next_in_chat.get(chat_id, 0.0) - time.monotonic())

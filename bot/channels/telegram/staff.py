@@ -10,21 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+)
 from aiogram.types import Message as TgMessage
 
 from bot.channels.telegram.filters import checked_in_place
 from bot.channels.telegram.sender import RateLimiter
 from bot.domain.flow import CATEGORY_LABELS
-from bot.domain.models import Attachment, Channel, Customer, Message, Ticket, TimelineEvent
+from bot.domain.models import Attachment, Channel, Customer, Message, Ticket
 from bot.domain.text import N_, Text
 from bot.i18n import I18n
 from bot.services.tickets import TicketService
 from bot.storage.database import DatabaseUnavailable
+from bot.storage.locks import KeptLock
 from bot.storage.staff_posts import StaffPost, StaffPostKind
 
 log = logging.getLogger(__name__)
@@ -41,13 +51,23 @@ NOTE_SAVED = N_("Internal note saved; the customer does not see it.")
 
 BATCH = 50  # posts taken at a time
 POLL_SECONDS = 2.0  # how often posts that other processes stored are looked for
-POST_LEASE = timedelta(seconds=120)  # one post in one process's hands (the group's pace)
-POST_TRIES = 10  # a post Telegram keeps refusing (the topic was deleted) is given up
+POST_LEASE = timedelta(seconds=120)  # one post's call in one process's hands; renewed
+POST_TRIES = 100  # failures (not refusals) before a post is given up: about 8 hours
 MAX_BACKOFF_SECONDS = 300.0
 
 
-class NotYet(Exception):
-    """The post must wait: its ticket's topic is still to be made."""
+REFUSED = (TelegramBadRequest, TelegramForbiddenError, TelegramNotFound)
+
+
+class Outcome(enum.Enum):
+    DONE = "done"  # posted, or nothing is left to post: the ticket's next one may go
+    RETRY = "retry"  # failed: tried again later, and the ticket's later posts wait
+    HELD = "held"  # another process has it
+    PAUSED = "paused"  # the group is paced (a 429): nothing more this round
+
+
+class _LeaseLost(Exception):
+    """The post's lock ran out (a very slow Bot API) and may be another process's now."""
 
 
 class StaffTopics:
@@ -113,6 +133,7 @@ class StaffTopics:
     async def run(self) -> None:
         """Post what is owed until stop(): at once when this process owes something, and
         every POLL_SECONDS for what other processes stored (or what waits for a retry)."""
+        self._stopping.clear()
         while not self._stopping.is_set():
             self._wake.clear()
             try:
@@ -132,107 +153,128 @@ class StaffTopics:
         self._wake.set()
 
     async def post_due(self) -> bool:
-        """Post the posts due now, each ticket's in order; True if one was posted from a
-        full batch (more may be due)."""
-        now = self.tickets.clock()
-        owed = await self.repos.staff_posts.oldest(BATCH)
-        held: set[str] = set()  # tickets with an earlier post waiting, or in other hands
+        """Post what is due, each ticket's posts in order (its topic first); True when a
+        full batch was due and something went (more may be due)."""
+        due = await self.repos.staff_posts.due(self.tickets.clock(), BATCH)
+        tickets: list[str] = list(dict.fromkeys(post.ticket_id for post in due))
         posted = 0
-        for post in owed:
-            if self._stopping.is_set():
-                return False
-            if post.ticket_id in held:
-                continue
-            if post.next_attempt_at > now:  # its retry is later: the ticket's next wait
-                held.add(post.ticket_id)
-                continue
-            lock = await self.repos.locks.acquire(
-                f"staff-post:{post.id}", POST_LEASE, owner=self.owner
-            )
-            if lock is None:  # another process is posting it
-                held.add(post.ticket_id)
-                continue
-            try:
-                if await self._attempt(post):
-                    posted += 1
-                    continue
-                held.add(post.ticket_id)
-            finally:
-                with contextlib.suppress(DatabaseUnavailable):  # it expires by itself then
-                    await self.repos.locks.release(lock)
-        return posted > 0 and len(owed) == BATCH
+        for ticket_id in tickets:
+            while not self._stopping.is_set():
+                head = await self.repos.staff_posts.head(ticket_id)
+                if head is None or head.next_attempt_at > self.tickets.clock():
+                    break  # all posted, or its next one waits for a retry: later ones too
+                outcome = await self._take(head)
+                if outcome is Outcome.PAUSED:
+                    return False  # the group waits (a 429): so does every ticket's post
+                if outcome is not Outcome.DONE:
+                    break
+                posted += 1
+        return posted > 0 and len(due) == BATCH
 
-    async def _attempt(self, post: StaffPost) -> bool:
-        """Post it; True when it is done with (posted, or nothing is left to post)."""
-        attempts = post.attempts
+    async def _take(self, post: StaffPost) -> Outcome:
+        """Post it under its lock (kept while it is in hand), as it is stored now: another
+        process may have posted it since it was listed, or begun it (then the parts it
+        sent are not sent again)."""
+        now = self.tickets.clock()
+        lock = await self.repos.locks.acquire(
+            f"staff-post:{post.id}", POST_LEASE, now=now, owner=self.owner
+        )
+        if lock is None:
+            return Outcome.HELD  # another process is posting it
+        async with KeptLock(self.repos.locks, lock, POST_LEASE, self.tickets.clock) as held:
+            current = await self.repos.staff_posts.get(post.id)
+            if current is None:
+                return Outcome.DONE
+            if current.next_attempt_at > self.tickets.clock():
+                return Outcome.HELD
+            return await self._attempt(current, held)
+
+    async def _attempt(self, post: StaffPost, held: KeptLock) -> Outcome:
+        what = {"kind": post.kind, "ticket_id": post.ticket_id}
         try:
-            await self._post_one(post)
-        except NotYet:
-            delay = 1.0
+            await self._post_one(post, held)
         except TelegramRetryAfter as exc:  # the group's pace: not the post's fault
-            delay = float(exc.retry_after)
-        except TelegramAPIError as exc:
-            attempts += 1
-            what = {"kind": post.kind, "ticket_id": post.ticket_id, "error": type(exc).__name__}
-            if attempts >= POST_TRIES:
-                log.warning("staff post given up", extra=what)
-                await self.repos.staff_posts.done(post.id)
-                return True
-            log.info("staff post failed; retried later", extra=what)
-            delay = min(2.0**attempts, MAX_BACKOFF_SECONDS)
-        else:
-            await self.repos.staff_posts.done(post.id)
-            return True
-        at = self.tickets.clock() + timedelta(seconds=delay)
-        await self.repos.staff_posts.retry(post.id, at=at, attempts=attempts)
-        return False
+            self.limiter.pause(self.chat_id, float(exc.retry_after))
+            at = self.tickets.clock() + timedelta(seconds=float(exc.retry_after))
+            await self.repos.staff_posts.retry(post.id, at=at, attempts=post.attempts)
+            return Outcome.PAUSED
+        except _LeaseLost:
+            return Outcome.HELD
+        except REFUSED as exc:  # this post will never go (the topic was deleted by hand)
+            log.warning("staff post refused", extra={**what, "error": type(exc).__name__})
+        except Exception as exc:  # Telegram or the database away, a proxy's error page
+            attempts = post.attempts + 1
+            if attempts < POST_TRIES:
+                log.info("staff post failed; retried later", extra={**what, "error": repr(exc)})
+                delay = min(2.0**attempts, MAX_BACKOFF_SECONDS)
+                at = self.tickets.clock() + timedelta(seconds=delay)
+                await self.repos.staff_posts.retry(post.id, at=at, attempts=attempts)
+                return Outcome.RETRY
+            log.warning("staff post given up", extra={**what, "error": repr(exc)})
+        await self.repos.staff_posts.done(post.id)
+        return Outcome.DONE
 
-    async def _post_one(self, post: StaffPost) -> None:
+    async def _post_one(self, post: StaffPost, held: KeptLock) -> None:
         ticket = await self.repos.tickets.get(post.ticket_id)
-        if ticket is None or ticket.anonymized_at is not None:
-            return  # erased: nothing of it goes to the group
+        if ticket is None:
+            return
+        if ticket.anonymized_at is not None:
+            # Erased: nothing of it goes to the group, and a topic this post made goes.
+            if post.topic_id is not None:
+                await self.delete_topic(self.chat_id, post.topic_id)
+            return
         if post.kind == "filed":
-            await self._open_topic(ticket)
+            topic_id = await self._topic(post, ticket)
+            if topic_id is not None:
+                await self._send(post, held, topic_id, self._card(ticket), ticket.attachments)
+                await self._erased_meanwhile(ticket.id, topic_id)
             return
         topic_id = ticket.telegram_topic_id
         if topic_id is None:
-            if await self.repos.staff_posts.owed("filed", ticket.id):
-                raise NotYet  # its topic is still to be made: after it
-            return  # a ticket from before the staff group was set up: it has no topic
+            return  # a ticket from before the staff group, or its topic was given up
         if post.kind == "correction":
             place = int(post.ref)
             if place < len(ticket.corrections):
                 text = self.t(Text(CORRECTION, {"text": ticket.corrections[place].text}))
-                await self._post(topic_id, text)
+                await self._send(post, held, topic_id, text, [])
             return
         message = await self.repos.messages.get(post.ref)
         if message is None:
             return  # deleted since (an erasure)
         if post.kind == "customer":
-            if message.text:
-                await self._post(topic_id, self.t(Text(CUSTOMER_SAYS, {"text": message.text})))
-            await self._files(ticket, topic_id, message.attachments)
+            text = self.t(Text(CUSTOMER_SAYS, {"text": message.text})) if message.text else ""
+            attachments = message.attachments if ticket.channel is Channel.TELEGRAM else []
+            await self._send(post, held, topic_id, text, attachments)
         else:
-            await self._post(topic_id, self.t(Text(STAFF_SAID, {"text": message.text})))
+            text = self.t(Text(STAFF_SAID, {"text": message.text}))
+            await self._send(post, held, topic_id, text, [])
 
-    async def _post(self, topic_id: int, text: str) -> None:
-        await self.limiter.wait(self.chat_id)
-        await self.bot.send_message(self.chat_id, text[:4096], message_thread_id=topic_id)
-
-    async def _open_topic(self, ticket: Ticket) -> None:
-        """The ticket's topic (made unless a first try made it), its card and files."""
-        topic_id = ticket.telegram_topic_id
+    async def _topic(self, post: StaffPost, ticket: Ticket) -> int | None:
+        """The ticket's topic: made now (or by a first try of this post), then recorded on
+        the ticket unless an erasure came first (then it is deleted: None)."""
+        if ticket.telegram_topic_id is not None:
+            return ticket.telegram_topic_id
+        topic_id = post.topic_id
         if topic_id is None:
             name = f"{ticket.reference} · {self.t(Text(CATEGORY_LABELS[ticket.category]))}"
             await self.limiter.wait(self.chat_id)
             topic = await self.bot.create_forum_topic(self.chat_id, name[:128])
             topic_id = topic.message_thread_id
-            await self.repos.tickets.add_event(
-                ticket.id,
-                event=TimelineEvent(kind="topic", actor="system", detail=str(topic_id)),
-                telegram_topic_id=topic_id,
-                telegram_topic_chat_id=self.chat_id,
-            )
+            await self.repos.staff_posts.progress(post.id, parts=0, topic_id=topic_id)
+        if not await self.repos.tickets.set_topic(ticket.id, self.chat_id, topic_id):
+            await self.delete_topic(self.chat_id, topic_id)  # anonymized meanwhile
+            return None
+        return topic_id
+
+    async def _erased_meanwhile(self, ticket_id: str, topic_id: int) -> None:
+        """Anonymized while the card went (the erasure read the ticket before its topic
+        was recorded, and found none to delete): the topic, with the card, goes now."""
+        after = await self.repos.tickets.get(ticket_id)
+        if after is not None and after.anonymized_at is not None:
+            await self.delete_topic(self.chat_id, topic_id)
+            await self.repos.tickets.forget_topic(ticket_id)
+
+    def _card(self, ticket: Ticket) -> str:
         due = self.i18n.format_date(
             self.locale, self.tickets.calendar.local_date(ticket.response_due)
         )
@@ -249,33 +291,37 @@ class StaffTopics:
                 "prefix": self.note_prefix,
             },
         )
-        await self._post(topic_id, self.t(card))
-        await self._files(ticket, topic_id, ticket.attachments)
-        after = await self.repos.tickets.get(ticket.id)
-        if after is not None and after.anonymized_at is not None:
-            # Erased while the topic was being made: the erasure found no topic to
-            # delete, and the card carries the customer's words. It goes now.
-            await self.delete_topic(self.chat_id, topic_id)
-            await self.repos.tickets.forget_topic(ticket.id)
+        return self.t(card)
 
-    async def _files(self, ticket: Ticket, topic_id: int, attachments: list[Attachment]) -> None:
-        """Show the customer's photos and files in the topic.
-
-        A Telegram file id works in any chat of the same bot, so nothing is downloaded;
-        files that came from another channel are listed on the ticket in the console.
-        """
-        if ticket.channel is not Channel.TELEGRAM:
-            return
+    async def _send(
+        self,
+        post: StaffPost,
+        held: KeptLock,
+        topic_id: int,
+        text: str,
+        attachments: list[Attachment],
+    ) -> None:
+        """The post's text, then its files (photos and documents: a Telegram file id works
+        in any chat of the same bot, so nothing is downloaded); only the parts a first try
+        did not send, each recorded as it goes."""
+        parts: list[Callable[[], Awaitable[object]]] = []
+        if text:
+            parts.append(
+                partial(
+                    self.bot.send_message, self.chat_id, text[:4096], message_thread_id=topic_id
+                )
+            )
         for attachment in attachments:
+            send = self.bot.send_photo if attachment.kind == "photo" else self.bot.send_document
+            parts.append(
+                partial(send, self.chat_id, attachment.file_ref, message_thread_id=topic_id)
+            )
+        for number, part in enumerate(parts[post.parts :], start=post.parts + 1):
             await self.limiter.wait(self.chat_id)
-            if attachment.kind == "photo":
-                await self.bot.send_photo(
-                    self.chat_id, attachment.file_ref, message_thread_id=topic_id
-                )
-            else:
-                await self.bot.send_document(
-                    self.chat_id, attachment.file_ref, message_thread_id=topic_id
-                )
+            if held.lost:
+                raise _LeaseLost  # another process may be sending this part now
+            await part()
+            await self.repos.staff_posts.progress(post.id, parts=number)
 
     async def delete_topic(self, chat_id: int, topic_id: int) -> bool:
         """Delete a ticket's topic with every message in it (an erasure, C3.2.6)."""
