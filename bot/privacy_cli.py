@@ -19,6 +19,7 @@ from bot.app import Container, tool_container
 from bot.config import Settings
 from bot.domain.models import Customer
 from bot.services.retention import RULES, RetentionReport
+from bot.storage import CustomerErased
 
 BY = "cli"
 TERM_HELP = "a customer id, a ticket reference, an e-mail address or a phone number"
@@ -79,7 +80,11 @@ async def export(settings: Settings, *, term: str, out: Path | None) -> int:
         customer = await _customer(container, term)
         if customer is None:
             return 1
-        document = await container.privacy.export(customer, by=BY)
+        try:
+            document = await container.privacy.export(customer, by=BY)
+        except CustomerErased:
+            sys.stderr.write("error: the customer was erased meanwhile\n")
+            return 1
         data = container.privacy.export_bytes(document)
     if out is None:
         sys.stdout.buffer.write(data + b"\n")

@@ -11,6 +11,7 @@ import stat
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from bot.domain.models import (
     Ticket,
     utcnow,
 )
+from bot.storage.privacy import PrivacyRequestRepository
 from tests.services.chat import Chat
 
 
@@ -217,3 +219,24 @@ def test_usage_errors_exit_with_2(args: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 2
+
+
+async def test_export_of_a_customer_erased_meanwhile_says_so(
+    container: Container, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The customer was erased (from their phone) between the export finding them and
+    its request being logged: a traceback, not an answer."""
+    customer, _ = await filed(container, "77")
+    real_add = PrivacyRequestRepository.add
+
+    async def add(self: PrivacyRequestRepository, request: Any) -> Any:
+        await self.collection.database["customers"].delete_one({"_id": customer.id})
+        return await real_add(self, request)
+
+    monkeypatch.setattr(PrivacyRequestRepository, "add", add)
+    out = tmp_path / "x.json"
+    code = await asyncio.to_thread(
+        main, ["privacy", "export", "--customer", customer.id, "--out", str(out)]
+    )
+    assert code == 1
+    assert not out.exists()

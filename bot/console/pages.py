@@ -716,8 +716,9 @@ class ConsolePages:
         if errors:
             return self._intake_page(view, values=values, errors=errors, status=400)
         channel = Channel(values["channel"])
-        try:
-            ticket = await self.tickets.log_on_behalf(
+
+        async def log() -> Ticket:
+            return await self.tickets.log_on_behalf(
                 staff_id=view.staff.id,
                 channel=channel,
                 locale=values["locale"],
@@ -733,6 +734,16 @@ class ConsolePages:
                 # one, a customer of their own that nobody else can ever match.
                 external_id=next(iter(contact.values()), f"logged:{values['flow_id']}"),
             )
+
+        try:
+            try:
+                ticket = await log()
+            except CustomerErased as erased:
+                # An erasure of the caller that stopped half-way long ago is finished now,
+                # and the call is a new customer's; one running now is waited out by staff.
+                if not await self.container.privacy.finish_stalled(erased.customer_id):
+                    raise
+                ticket = await log()
         except (DatabaseUnavailable, Busy):
             return await self.unavailable(request)
         except CustomerErased:

@@ -16,6 +16,7 @@ Telegram forum topic that mirrors a ticket.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -45,6 +46,7 @@ from bot.services.consents import ConsentService
 from bot.services.delivery import Clock
 from bot.services.tickets import TicketService
 from bot.storage import CustomerErased, Repositories
+from bot.storage.locks import Busy, KeptLock
 from bot.storage.tickets import REFERENCE_RE
 
 CORRECTABLE = 10  # the latest tickets a correction may be added to
@@ -54,6 +56,10 @@ log = logging.getLogger(__name__)
 # An erasure that a process began and did not finish (it died) is taken up again by the
 # retention job once it is this old.
 ERASURE_RESUME_AFTER = timedelta(minutes=5)
+# One erasure of a customer at a time: its lock (kept while it runs), and how long another
+# request to erase them waits for it.
+ERASURE_LOCK = timedelta(minutes=2)
+ERASURE_WAIT = timedelta(seconds=30)
 # Rounds of the retention job (hourly by default) a staff topic deletion is retried.
 TOPIC_TRIES = 72
 CUSTOMER_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -453,29 +459,43 @@ class PrivacyService:
         counts["uploads"] = await self.repos.uploads.delete_ids(uploads)
         counts["messages"] = await self.repos.messages.delete_for_ticket(ticket.id)
         # The topic first: once the ticket forgets it, nothing would lead back to it.
-        chat_id, topic_id = ticket.telegram_topic_chat_id, ticket.telegram_topic_id
-        if (
-            chat_id is not None
-            and topic_id is not None
-            and not await self._erase_topic(chat_id, topic_id)
-        ):
-            if request is None:
-                request = await self.log_request(
-                    None, PrivacyRequestKind.ERASE, channel=ticket.channel, by="system"
-                )
-                await self.close_request(request.id, {"reason": "retention"})
-            await self.repos.privacy_requests.add_pending(
-                request.id, {"telegram_topic": [chat_id, topic_id]}
-            )
-            counts["pending"] = 1
-        await self.repos.tickets.anonymize(
+        topic = (ticket.telegram_topic_chat_id, ticket.telegram_topic_id)
+        if topic[0] is not None and topic[1] is not None:
+            request = await self._delete_topic(ticket, topic[0], topic[1], request, counts)
+        cleared = await self.repos.tickets.anonymize(
             ticket.id, at=self.clock(), forget_customer=forget_customer
         )
+        if cleared is not None and cleared != topic:
+            # Made after the ticket was read above (the staff posts' worker): it goes too.
+            await self._delete_topic(ticket, cleared[0], cleared[1], request, counts)
         counts["tickets"] = 1
         updated = await self.repos.tickets.get(ticket.id)
         if updated is not None:
             await self.tickets.changed(updated, "anonymized")
         return counts
+
+    async def _delete_topic(
+        self,
+        ticket: Ticket,
+        chat_id: int,
+        topic_id: int,
+        request: PrivacyRequest | None,
+        counts: dict[str, int],
+    ) -> PrivacyRequest | None:
+        """Delete a ticket's staff topic, or leave it to the retention job (on `request`,
+        or on a request logged for the purpose, which is returned)."""
+        if await self._erase_topic(chat_id, topic_id):
+            return request
+        if request is None:
+            request = await self.log_request(
+                None, PrivacyRequestKind.ERASE, channel=ticket.channel, by="system"
+            )
+            await self.close_request(request.id, {"reason": "retention"})
+        await self.repos.privacy_requests.add_pending(
+            request.id, {"telegram_topic": [chat_id, topic_id]}
+        )
+        counts["pending"] = counts.get("pending", 0) + 1
+        return request
 
     async def _erase_topic(self, chat_id: int, topic_id: int) -> bool:
         if self.topic_eraser is None:
@@ -487,11 +507,43 @@ class PrivacyService:
             return False
 
     async def erase(
-        self, customer: Customer, *, by: str = "customer", request: PrivacyRequest | None = None
+        self,
+        customer: Customer,
+        *,
+        by: str = "customer",
+        request: PrivacyRequest | None = None,
+        wait: timedelta = ERASURE_WAIT,
     ) -> ErasureReport:
         """Erase everything about the customer, everywhere; tickets keep anonymous fields.
         Closes `request`, or logs a new erase request as answered. Idempotent: run again
-        (the retention job does, if a process died half-way) it finishes the work."""
+        (the retention job does, if a process died half-way) it finishes the work.
+
+        One run at a time per customer (Busy if another has not finished within `wait`):
+        a second run that came after the first had finished, and the customer had begun
+        afresh, deleted their new dialogue by its key."""
+        now = self.clock()
+        name = f"erasure:{customer.id}"
+        deadline = asyncio.get_running_loop().time() + wait.total_seconds()
+        while (lock := await self.repos.locks.acquire(name, ERASURE_LOCK, now=now)) is None:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Busy(name)
+            await asyncio.sleep(0.2)
+            now = self.clock()
+        async with KeptLock(self.repos.locks, lock, ERASURE_LOCK, self.clock):
+            current = await self.repos.customers.get(customer.id)
+            if current is not None:
+                return await self._erase(current, by=by, request=request)
+        # Erased already (by another run, or this is a retry): only the request is left.
+        if request is None:
+            request = await self.log_request(
+                customer, PrivacyRequestKind.ERASE, channel=customer.channel, by=by, fenced=False
+            )
+        await self._close_erasure(request.id, customer.id, {})
+        return ErasureReport(request_id=request.id)
+
+    async def _erase(
+        self, customer: Customer, *, by: str, request: PrivacyRequest | None
+    ) -> ErasureReport:
         if request is None:
             request = await self.log_request(  # (an erasure run again: unfenced)
                 customer, PrivacyRequestKind.ERASE, channel=customer.channel, by=by, fenced=False
@@ -561,7 +613,15 @@ class PrivacyService:
             ),
             None,
         )
-        await self.erase(customer, by="system" if request is None else request.by, request=request)
+        try:
+            await self.erase(
+                customer,
+                by="system" if request is None else request.by,
+                request=request,
+                wait=timedelta(0),
+            )
+        except Busy:
+            return False  # being finished right now (the retention job, another device)
         return True
 
     async def _anonymize_tickets(
@@ -623,7 +683,10 @@ class PrivacyService:
                     await self._close_erasure(request.id, request.customer_id)
                 await self.close_request(request.id)
             else:
-                await self.erase(customer, by=request.by, request=request)
+                try:
+                    await self.erase(customer, by=request.by, request=request, wait=timedelta(0))
+                except Busy:
+                    continue  # being finished right now elsewhere
             done += 1
         return done
 

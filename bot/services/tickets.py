@@ -206,6 +206,8 @@ class TicketService:
             response_due=self.calendar.due(now, self.deadlines.first_response_days),
             events=[TimelineEvent(at=now, kind="created", actor="customer")],
         )
+        if not await self.repos.customers.kept(customer.id):
+            raise CustomerErased(customer.id)  # their erasure has begun: nothing is filed
         year = self.calendar.local_date(now).year
         inserted = await self.repos.tickets.add(ticket, prefix=self.prefix, year=year)
         ticket = inserted.item
@@ -217,9 +219,13 @@ class TicketService:
             await self._acknowledge(customer, ticket)
         except CustomerErased:
             # Their erasure began meanwhile (staff log a call while a colleague erases
-            # the caller; a form sent as the erasure runs): the ticket goes as their
-            # others do, keeping only what is anonymous.
-            await self.repos.tickets.anonymize(ticket.id, at=self.clock(), forget_customer=True)
+            # the caller; a form sent as the erasure runs). Nobody was told of this
+            # ticket: it goes (a blank one would wait in the staff queue); one filed
+            # before, by a first try, goes as their others do.
+            if inserted.created:
+                await self.repos.tickets.delete(ticket.id)
+            else:
+                await self.repos.tickets.anonymize(ticket.id, at=self.clock(), forget_customer=True)
             raise
         ticket = await self.get(ticket.id)
         if inserted.created:

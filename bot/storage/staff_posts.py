@@ -70,13 +70,15 @@ class StaffPostRepository(Repository[StaffPost]):
             return False
         return True
 
-    async def due(self, now: datetime, limit: int) -> list[StaffPost]:
-        """Posts due now, oldest first (a small collection: what is not posted yet)."""
-        cursor = (
-            self.collection.find({"next_attempt_at": {"$lte": now}})
-            .sort("at", ASCENDING)
-            .limit(limit)
-        )
+    async def due(
+        self, now: datetime, limit: int, *, skip: set[str] | None = None
+    ) -> list[StaffPost]:
+        """Posts due now, oldest first, but those of the tickets in `skip` (a small
+        collection: what is not posted yet)."""
+        query: dict[str, object] = {"next_attempt_at": {"$lte": now}}
+        if skip:
+            query["ticket_id"] = {"$nin": sorted(skip)}
+        cursor = self.collection.find(query).sort("at", ASCENDING).limit(limit)
         return [self._load(doc) async for doc in cursor]
 
     async def head(self, ticket_id: str) -> StaffPost | None:

@@ -142,14 +142,20 @@ class TicketRepository(Repository[Ticket]):
             )
             return result.modified_count == 1
 
-    async def anonymize(self, ticket_id: str, *, at: datetime, forget_customer: bool) -> None:
+    async def anonymize(
+        self, ticket_id: str, *, at: datetime, forget_customer: bool
+    ) -> tuple[int, int] | None:
         """Keep only what statistics need: category, rating, dates, status, the timeline's
         shape. The customer's words, corrections, files, the staff's free text (replies,
-        notes and reasons can quote the customer) and the staff topic go."""
+        notes and reasons can quote the customer) and the staff topic go. Returns the
+        staff topic (chat, topic) it found and forgot, for the caller to delete."""
         async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
-            doc = await self.collection.find_one({"_id": ticket_id}, projection={"events": 1})
+            doc = await self.collection.find_one(
+                {"_id": ticket_id},
+                projection={"events": 1, "telegram_topic_id": 1, "telegram_topic_chat_id": 1},
+            )
             if doc is None:
-                return
+                return None
             events = [{**event, "detail": None} for event in doc.get("events", [])]
             fields: dict[str, Any] = {
                 "text": "",
@@ -167,6 +173,8 @@ class TicketRepository(Repository[Ticket]):
                 # A form's or a logged call's key names the customer's identity there.
                 fields["flow_id"] = f"erased:{ticket_id}"
             await self.collection.update_one({"_id": ticket_id}, {"$set": fields})
+        chat_id, topic_id = doc.get("telegram_topic_chat_id"), doc.get("telegram_topic_id")
+        return None if chat_id is None or topic_id is None else (int(chat_id), int(topic_id))
 
     async def withdraw_expanded_use(self, customer_id: str) -> list[str]:
         """Clear the expanded-use flag on the customer's tickets; the ids that changed."""
@@ -257,6 +265,11 @@ class TicketRepository(Repository[Ticket]):
     async def add_event(self, ticket_id: str, event: TimelineEvent, **fields: object) -> bool:
         async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
             return await self._apply(ticket_id, event, fields)
+
+    async def delete(self, ticket_id: str) -> None:
+        """A ticket nobody was told of (its filing was refused: the customer is being
+        erased)."""
+        await self.collection.delete_one({"_id": ticket_id})
 
     async def forget_topic(self, ticket_id: str) -> None:
         """The ticket has no staff topic any more (it was deleted)."""

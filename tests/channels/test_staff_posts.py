@@ -6,6 +6,7 @@ From a review of the first form of the worker: each test here failed on it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -287,6 +288,7 @@ async def test_the_worker_stops_and_starts_again(
     monkeypatch.setattr(staff_module, "POLL_SECONDS", 0.05)
     topics = group.process()
     for round_ in range(2):
+        topics.resume()  # as TelegramChannel.start does
         worker = asyncio.create_task(topics.run())
         await group.file(await group.customer(5001 + round_), f"Round {round_}.", f"f{round_}")
         for _ in range(200):
@@ -296,3 +298,205 @@ async def test_the_worker_stops_and_starts_again(
         topics.stop()
         await asyncio.wait_for(worker, 5)
         assert len(group.posts(f"Round {round_}.")) == 1
+
+
+async def test_a_ticket_retrying_with_a_batch_of_posts_does_not_hold_up_the_others(
+    group: Group, clock: FixedClock
+) -> None:
+    topics = group.process()
+    customer = await group.customer()
+    first = await group.file(customer, "First ticket.", "f1")
+    await topics.post_due()
+
+    def send_message(call: Call) -> Any:  # one message keeps failing (a 502, a proxy)
+        if "poison" in call.params.get("text", ""):
+            raise _ApiError(502, "Bad Gateway")
+        return group.fake._send_message(call)
+
+    group.fake.stub("sendMessage", send_message)
+    clock.advance(seconds=1)
+    await group.says(customer, first, "poison")
+    for n in range(staff_module.BATCH):
+        clock.advance(seconds=1)
+        await group.says(customer, first, f"message {n}")
+    clock.advance(seconds=1)
+    await group.file(await group.customer(5002), "A new ticket, unrelated.", "f2")
+    for _ in range(20):  # a minute of rounds: the first ticket's head waits for its retry
+        await topics.post_due()
+        clock.advance(seconds=3)
+    assert len(group.posts("A new ticket, unrelated.")) == 1
+
+
+async def test_a_part_whose_record_failed_is_not_sent_again(
+    group: Group, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topics = group.process()
+    await group.file(await group.customer(), "The parcel is late.", "f1")
+    posts = group.container.repos.staff_posts
+    real_progress = posts.progress
+    failures = [DatabaseUnavailable(ConnectionError())]
+
+    async def progress(post_id: str, **kw: Any) -> None:
+        if kw.get("topic_id") is None and failures:  # the card went; its record did not
+            raise failures.pop()
+        await real_progress(post_id, **kw)
+
+    monkeypatch.setattr(posts, "progress", progress)
+    await topics.post_due()
+    clock.advance(seconds=5)
+    await topics.post_due()
+    assert await group.owed() == 0
+    assert len(group.posts("The parcel is late.")) == 1
+
+
+async def test_a_topic_whose_id_was_not_kept_at_first_is_not_made_again(
+    group: Group, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topics = group.process()
+    await group.file(await group.customer(), "The parcel is late.", "f1")
+    posts = group.container.repos.staff_posts
+    real_progress = posts.progress
+    failures = [DatabaseUnavailable(ConnectionError())]
+
+    async def progress(post_id: str, **kw: Any) -> None:
+        if kw.get("topic_id") is not None and failures:
+            raise failures.pop()
+        await real_progress(post_id, **kw)
+
+    monkeypatch.setattr(posts, "progress", progress)
+    await topics.post_due()
+    clock.advance(seconds=5)
+    await topics.post_due()
+    assert await group.owed() == 0
+    assert len(group.topics_made()) == 1
+
+
+async def test_an_erasure_that_read_the_ticket_before_its_topic_deletes_the_topic(
+    group: Group, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topics = group.process()
+    group.container.privacy.topic_eraser = topics.delete_topic
+    customer = await group.customer()
+    await group.file(customer, "My name is Ann Lee, order 5531.", "f1")
+    messages = group.container.repos.messages
+    real_delete = messages.delete_for_ticket
+    reached, go = asyncio.Event(), asyncio.Event()
+
+    async def delete_for_ticket(ticket_id: str) -> int:  # the erasure, slow half-way
+        reached.set()
+        await go.wait()
+        return await real_delete(ticket_id)
+
+    monkeypatch.setattr(messages, "delete_for_ticket", delete_for_ticket)
+    erasing = asyncio.create_task(group.container.privacy.erase(customer))
+    await reached.wait()  # it has read the ticket: no topic yet
+    await topics.post_due()  # topic made and recorded, card sent, not anonymized yet
+    go.set()
+    await erasing
+    await topics.post_due()
+    assert group.posts("Ann Lee") == [] or group.fake.topics[STAFF_GROUP] == {}
+
+
+async def test_an_erased_tickets_topic_is_deleted_however_long_it_takes(
+    group: Group, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(staff_module, "POST_TRIES", 3)  # 100 in production: ~8 hours
+    topics = group.process()
+    group.container.privacy.topic_eraser = topics.delete_topic
+    customer = await group.customer()
+    await group.file(customer, "My name is Ann Lee, order 5531.", "f1")
+    messages = group.container.repos.messages
+    real_delete = messages.delete_for_ticket
+    reached, go = asyncio.Event(), asyncio.Event()
+
+    async def delete_for_ticket(ticket_id: str) -> int:  # the erasure, slow half-way
+        reached.set()
+        await go.wait()
+        return await real_delete(ticket_id)
+
+    monkeypatch.setattr(messages, "delete_for_ticket", delete_for_ticket)
+    erasing = asyncio.create_task(group.container.privacy.erase(customer))
+    await reached.wait()  # it has read the ticket: no topic yet
+    release = group.fake.hold("sendMessage", chat_id=STAFF_GROUP)  # the card, slow
+    posting = asyncio.create_task(topics.post_due())
+    await called(group.fake, "sendMessage")  # the topic is recorded on the ticket
+    go.set()
+    await erasing  # anonymized: the ticket forgets the topic; the post alone knows it
+    group.fake.fail_next("deleteForumTopic", error_code=502, times=50, chat_id=STAFF_GROUP)
+    release.set()
+    await posting  # sees the erasure: deleting the topic fails, retried
+    for _ in range(5):
+        clock.advance(seconds=400)
+        await topics.post_due()
+    assert await group.owed() == 1  # not given up: the topic holds the customer's words
+    group.fake._faults.clear()  # Telegram takes deletions again
+    clock.advance(seconds=400)
+    await topics.post_due()
+    assert await group.owed() == 0
+    assert group.fake.topics[STAFF_GROUP] == {}
+
+
+async def test_a_refused_photo_does_not_drop_the_files_after_it(group: Group) -> None:
+    topics = group.process()
+    group.fake.fail_next(
+        "sendPhoto",
+        error_code=400,
+        description="Bad Request: wrong file identifier/HTTP URL specified",
+        chat_id=STAFF_GROUP,
+    )
+    await group.file(await group.customer(), "Broken.", "f1", photos=("photo-1", "photo-2"))
+    await topics.post_due()
+    assert len(group.posts("photo-2")) == 1
+
+
+async def test_a_failure_logs_no_customer_words(
+    group: Group, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    topics = group.process()
+    customer = await group.customer()
+    ticket = await group.file(customer, "The parcel is late.", "f1")
+    await topics.post_due()
+
+    def send_message(call: Call) -> Any:  # an answer aiogram cannot read (a newer Bot API)
+        sent = group.fake._send_message(call)
+        return {**sent, "date": "not a date"}
+
+    group.fake.stub("sendMessage", send_message)
+    await group.says(customer, ticket, "My name is Ann Lee, order 5531.")
+    with caplog.at_level(logging.INFO, logger="bot.channels.telegram.staff"):
+        await topics.post_due()
+    logged = [str(vars(r)) for r in caplog.records]
+    assert logged, "nothing logged"
+    assert not any("Ann Lee" in line for line in logged), logged
+
+
+async def test_posts_owed_at_the_same_moment_go_in_the_order_they_were_owed(
+    group: Group, clock: FixedClock
+) -> None:
+    topics = group.process()
+    customer = await group.customer()
+    ticket = await group.file(customer, "The parcel is late.", "f1")
+    await topics.post_due()
+    for n in range(8):  # within one millisecond (the database keeps no finer time)
+        await group.says(customer, ticket, f"part {n}")
+    await topics.post_due()
+    posted = [c.params["text"].split("part ")[1] for c in group.posts("part ")]
+    assert posted == [str(n) for n in range(8)]
+
+
+async def test_a_long_message_reaches_the_group_whole(group: Group) -> None:
+    topics = group.process()
+    customer = await group.customer()
+    ticket = await group.file(customer, "The parcel is late.", "f1")
+    await topics.post_due()
+    long = "word " * 1000 + "THE END"  # the widget takes 20000 characters
+    await group.says(customer, ticket, long)
+    await topics.post_due()
+    assert group.posts("THE END")
+
+
+async def test_a_stop_before_the_worker_began_stops_it(group: Group) -> None:
+    topics = group.process()
+    worker = asyncio.create_task(topics.run())
+    topics.stop()
+    await asyncio.wait_for(worker, 5)

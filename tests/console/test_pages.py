@@ -399,6 +399,26 @@ async def test_c3_2_6_intake_for_a_caller_being_erased_says_so_and_keeps_nothing
     ]  # the new one went as the erasure will take the first: anonymized
 
 
+async def test_c3_2_6_intake_for_a_caller_whose_erasure_stalled_finishes_it_first(
+    console: Client, container: Container
+) -> None:
+    """The erasure of the caller stopped half-way long ago (its process died): the
+    console said "try again in a few minutes" until the retention round (hourly)."""
+    _, csrf = await sign_in(console, container.repos)
+    await post(console, "/console/intake", csrf, **PHONE_CALL)
+    old = await container.repos.customers.find(Channel.PHONE, "+8613800138000")
+    assert old is not None
+    stalled = container.privacy.clock() - timedelta(minutes=10)
+    await container.repos.customers.update_fields(old.id, erasing_since=stalled)
+    again = dict(PHONE_CALL, flow_id="0123456789abcdef0123456789abcdef", text="Called again.")
+    where = await post(console, "/console/intake", csrf, **again)
+    assert where.endswith("?done=logged")
+    new = await container.repos.customers.find(Channel.PHONE, "+8613800138000")
+    assert new is not None
+    assert new.id != old.id  # the erasure was finished: a new customer
+    assert await container.repos.customers.get(old.id) is None
+
+
 async def test_canned_replies_are_managed_by_supervisors_and_fill_the_reply_box(
     console: Client, container: Container
 ) -> None:

@@ -30,7 +30,7 @@ from bot.domain.privacy import EXPORT_FORMAT, EXPORT_VERSION, conversation_key
 from bot.domain.text import Text
 from bot.services import privacy as privacy_service
 from bot.services.privacy_dialogue import ERASED
-from bot.services.tickets import TicketNotFound
+from bot.services.tickets import QueueFilters, TicketNotFound
 from bot.storage import CustomerErased
 from tests.services.chat import Chat
 from tests.support import FixedClock, everything_stored
@@ -43,6 +43,33 @@ async def _customer(container: Container, channel: Channel, user: str) -> Custom
     customer = await container.repos.customers.find(channel, user)
     assert customer is not None
     return customer
+
+
+async def _log_call(container: Container, text: str, flow: str) -> Ticket:
+    """Staff log a phone call from the same caller (bot.console intake)."""
+    return await container.tickets.log_on_behalf(
+        staff_id="staff-2",
+        channel=Channel.PHONE,
+        locale="en",
+        contact={"phone": "+8613800138000"},
+        answers={"category": "product_quality", "rating": 2, "text": text},
+        flow_id=f"console:{flow}",
+        external_id="+8613800138000",
+    )
+
+
+async def _stall_erasure(
+    container: Container, customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An erasure whose process died before its last step: the record stays, marked."""
+
+    async def died(*args: Any) -> Any:
+        raise RuntimeError("the process died")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(container.repos.customers, "delete", died)
+        with pytest.raises(RuntimeError):
+            await container.privacy.erase(customer)
 
 
 async def _file(container: Container, chat: Chat, text: str, email: str) -> Ticket:
@@ -403,18 +430,7 @@ async def test_c3_2_6_feedback_logged_for_a_caller_while_they_are_erased_is_eras
     """Staff log a call while a colleague erases the caller: the new ticket was filed
     for the record being erased (found by phone number), and kept their words and id."""
 
-    async def log(text: str, flow: str) -> Ticket:
-        return await container.tickets.log_on_behalf(
-            staff_id="staff-2",
-            channel=Channel.PHONE,
-            locale="en",
-            contact={"phone": "+8613800138000"},
-            answers={"category": "product_quality", "rating": 2, "text": text},
-            flow_id=f"console:{flow}",
-            external_id="+8613800138000",
-        )
-
-    await log("First call: the kettle leaks.", "a" * 32)
+    await _log_call(container, "First call: the kettle leaks.", "a" * 32)
     customer = await _customer(container, Channel.PHONE, "+8613800138000")
     words = "Second call: and the lid burnt my hand, flat 12B."
     raised: list[BaseException] = []
@@ -422,7 +438,7 @@ async def test_c3_2_6_feedback_logged_for_a_caller_while_they_are_erased_is_eras
 
     async def deleting(*args: Any) -> Any:  # the erasure's last step: the call is logged now
         try:
-            await log(words, "b" * 32)
+            await _log_call(container, words, "b" * 32)
         except CustomerErased as exc:
             raised.append(exc)
         return await real_delete(*args)
@@ -447,13 +463,7 @@ async def test_c3_2_6_a_customer_back_after_an_erasure_that_stopped_starts_afres
     await dave.happy_path()
     customer = await _customer(container, Channel.TELEGRAM, dave.user)
 
-    async def died(*args: Any) -> Any:
-        raise RuntimeError("the process died")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(container.repos.customers, "delete", died)
-        with pytest.raises(RuntimeError):
-            await container.privacy.erase(customer)
+    await _stall_erasure(container, customer, monkeypatch)
     clock.advance(minutes=6)  # longer than an erasure can take: it stopped
     await dave.command(Command.START)
     assert dave.step == "notice", dave.last
@@ -531,3 +541,59 @@ async def test_c3_2_6_a_correction_after_the_erasure_read_the_ticket_is_refused(
     )
     assert not refused  # the write itself refuses it too (read before the anonymizing)
     assert correction not in await everything_stored(container)
+
+
+async def test_c3_2_6_a_stalled_erasure_finished_twice_at_once_spares_the_new_customer(
+    container: Container, monkeypatch: pytest.MonkeyPatch, clock: FixedClock
+) -> None:
+    """The retention job resumed a stalled erasure while the customer wrote again, which
+    finished it too: two runs of one erasure. The first to end let the customer start
+    afresh; the slower one then deleted the new customer's dialogue by its key."""
+    dave = Chat(container, "dave-9001", locale="en")
+    await dave.happy_path()
+    old = await _customer(container, Channel.TELEGRAM, dave.user)
+    await _stall_erasure(container, old, monkeypatch)
+    clock.advance(minutes=61)  # the retention round comes
+    key = conversation_key(Channel.TELEGRAM.value, dave.user)
+    reached, gate = asyncio.Event(), asyncio.Event()
+    real_erase = container.repos.conversations.erase
+
+    async def slow_erase(conversation_id: str) -> int:
+        if not reached.is_set():  # the retention's run, slow here (topics, load)
+            reached.set()
+            await gate.wait()
+        return await real_erase(conversation_id)
+
+    monkeypatch.setattr(container.repos.conversations, "erase", slow_erase)
+    resumed = asyncio.create_task(container.privacy.finish_pending())
+    await asyncio.wait_for(reached.wait(), 10)
+    await dave.command(Command.START)
+    (told,) = await dave.choose("yes")  # the marked record: being finished right now
+    assert told.erased
+    gate.set()
+    await asyncio.wait_for(resumed, 10)
+    await dave.command(Command.START)  # afresh: a new customer
+    for value in ("yes", "yes", "yes", "logistics", "2"):
+        await dave.choose(value)
+    assert dave.step == "text", dave.last
+    new = await _customer(container, Channel.TELEGRAM, dave.user)
+    assert new.id != old.id
+    assert await container.privacy.erase(old) is not None  # a late run: nothing of theirs
+    assert await container.repos.conversations.get(key) is not None  # their draft stays
+
+
+async def test_c3_2_6_a_call_refused_while_the_caller_is_erased_leaves_no_ticket(
+    container: Container,
+) -> None:
+    """The console says "nothing was recorded", but the ticket had been filed and only
+    anonymized: an empty one waited in the staff queue, one more per try."""
+    await _log_call(container, "First call: the kettle leaks.", "a" * 32)
+    caller = await _customer(container, Channel.PHONE, "+8613800138000")
+    before = (await container.tickets.queue(QueueFilters())).total
+    await container.repos.customers.update_fields(
+        caller.id, erasing_since=container.privacy.clock()
+    )
+    for flow in ("b" * 32, "c" * 32):
+        with pytest.raises(CustomerErased):
+            await _log_call(container, "Second call: the lid burnt my hand.", flow)
+    assert (await container.tickets.queue(QueueFilters())).total == before

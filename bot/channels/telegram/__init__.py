@@ -227,6 +227,7 @@ class TelegramChannel:
         await set_menu(self.bot, self.i18n)
         if self.staff_topics is not None and self._staff_posting is None:
             # In every process, polling or not: each posts what the topics are owed.
+            self.staff_topics.resume()
             self._staff_posting = asyncio.create_task(self.staff_topics.run())
         allowed = self.dispatcher.resolve_used_update_types()
         url = self.settings.telegram_webhook_url

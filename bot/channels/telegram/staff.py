@@ -27,6 +27,7 @@ from aiogram.exceptions import (
 from aiogram.types import Message as TgMessage
 
 from bot.channels.telegram.filters import checked_in_place
+from bot.channels.telegram.keyboards import chunks
 from bot.channels.telegram.sender import RateLimiter
 from bot.domain.flow import CATEGORY_LABELS
 from bot.domain.models import Attachment, Channel, Customer, Message, Ticket
@@ -50,6 +51,7 @@ CORRECTION = N_("The customer corrected their feedback: {text}")
 NOTE_SAVED = N_("Internal note saved; the customer does not see it.")
 
 BATCH = 50  # posts taken at a time
+PAGES = 20  # pages of due posts looked at in one round
 POLL_SECONDS = 2.0  # how often posts that other processes stored are looked for
 POST_LEASE = timedelta(seconds=120)  # one post's call in one process's hands; renewed
 POST_TRIES = 100  # failures (not refusals) before a post is given up: about 8 hours
@@ -64,6 +66,10 @@ class Outcome(enum.Enum):
     RETRY = "retry"  # failed: tried again later, and the ticket's later posts wait
     HELD = "held"  # another process has it
     PAUSED = "paused"  # the group is paced (a 429): nothing more this round
+
+
+class _ErasedTopicLeft(Exception):
+    """An erased ticket's topic could not be deleted yet: tried again until it is."""
 
 
 class _LeaseLost(Exception):
@@ -133,7 +139,6 @@ class StaffTopics:
     async def run(self) -> None:
         """Post what is owed until stop(): at once when this process owes something, and
         every POLL_SECONDS for what other processes stored (or what waits for a retry)."""
-        self._stopping.clear()
         while not self._stopping.is_set():
             self._wake.clear()
             try:
@@ -152,12 +157,33 @@ class StaffTopics:
         self._stopping.set()
         self._wake.set()
 
+    def resume(self) -> None:
+        """Before `run` starts again after a stop."""
+        self._stopping.clear()
+
     async def post_due(self) -> bool:
         """Post what is due, each ticket's posts in order (its topic first); True when a
         full batch was due and something went (more may be due)."""
-        due = await self.repos.staff_posts.due(self.tickets.clock(), BATCH)
-        tickets: list[str] = list(dict.fromkeys(post.ticket_id for post in due))
+        seen: set[str] = set()
         posted = 0
+        for _ in range(PAGES):
+            # Due posts of tickets not served yet this round: one ticket's many posts
+            # (behind a head waiting for its retry) must not fill every page.
+            due = await self.repos.staff_posts.due(self.tickets.clock(), BATCH, skip=seen)
+            tickets = list(dict.fromkeys(post.ticket_id for post in due))
+            seen.update(tickets)
+            served, paused = await self._serve(tickets)
+            if paused:
+                return False  # the group waits (a 429): so does every ticket's post
+            posted += served
+            if len(due) < BATCH:
+                return False
+        return posted > 0
+
+    async def _serve(self, tickets: list[str]) -> tuple[int, bool]:
+        """Each ticket's posts, in order, until one waits: how many went, and whether the
+        group must wait (a 429)."""
+        served = 0
         for ticket_id in tickets:
             while not self._stopping.is_set():
                 head = await self.repos.staff_posts.head(ticket_id)
@@ -165,11 +191,11 @@ class StaffTopics:
                     break  # all posted, or its next one waits for a retry: later ones too
                 outcome = await self._take(head)
                 if outcome is Outcome.PAUSED:
-                    return False  # the group waits (a 429): so does every ticket's post
+                    return served, True
                 if outcome is not Outcome.DONE:
                     break
-                posted += 1
-        return posted > 0 and len(due) == BATCH
+                served += 1
+        return served, False
 
     async def _take(self, post: StaffPost) -> Outcome:
         """Post it under its lock (kept while it is in hand), as it is stored now: another
@@ -203,14 +229,17 @@ class StaffTopics:
         except REFUSED as exc:  # this post will never go (the topic was deleted by hand)
             log.warning("staff post refused", extra={**what, "error": type(exc).__name__})
         except Exception as exc:  # Telegram or the database away, a proxy's error page
+            # The error's name only: an answer aiogram could not read carries the text.
+            error = type(exc).__name__
             attempts = post.attempts + 1
-            if attempts < POST_TRIES:
-                log.info("staff post failed; retried later", extra={**what, "error": repr(exc)})
+            # An erased ticket's topic is deleted until it goes: it holds their words.
+            if attempts < POST_TRIES or isinstance(exc, _ErasedTopicLeft):
+                log.info("staff post failed; retried later", extra={**what, "error": error})
                 delay = min(2.0**attempts, MAX_BACKOFF_SECONDS)
                 at = self.tickets.clock() + timedelta(seconds=delay)
                 await self.repos.staff_posts.retry(post.id, at=at, attempts=attempts)
                 return Outcome.RETRY
-            log.warning("staff post given up", extra={**what, "error": repr(exc)})
+            log.warning("staff post given up", extra={**what, "error": error})
         await self.repos.staff_posts.done(post.id)
         return Outcome.DONE
 
@@ -221,10 +250,13 @@ class StaffTopics:
         if ticket.anonymized_at is not None:
             # Erased: nothing of it goes to the group, and a topic this post made goes.
             if post.topic_id is not None:
-                await self.delete_topic(self.chat_id, post.topic_id)
+                try:
+                    await self.delete_topic(self.chat_id, post.topic_id)
+                except Exception as exc:
+                    raise _ErasedTopicLeft from exc
             return
         if post.kind == "filed":
-            topic_id = await self._topic(post, ticket)
+            topic_id = await self._topic(post, ticket, held)
             if topic_id is not None:
                 await self._send(post, held, topic_id, self._card(ticket), ticket.attachments)
                 await self._erased_meanwhile(ticket.id, topic_id)
@@ -249,7 +281,7 @@ class StaffTopics:
             text = self.t(Text(STAFF_SAID, {"text": message.text}))
             await self._send(post, held, topic_id, text, [])
 
-    async def _topic(self, post: StaffPost, ticket: Ticket) -> int | None:
+    async def _topic(self, post: StaffPost, ticket: Ticket, held: KeptLock) -> int | None:
         """The ticket's topic: made now (or by a first try of this post), then recorded on
         the ticket unless an erasure came first (then it is deleted: None)."""
         if ticket.telegram_topic_id is not None:
@@ -260,7 +292,7 @@ class StaffTopics:
             await self.limiter.wait(self.chat_id)
             topic = await self.bot.create_forum_topic(self.chat_id, name[:128])
             topic_id = topic.message_thread_id
-            await self.repos.staff_posts.progress(post.id, parts=0, topic_id=topic_id)
+            await self._record(post, held, parts=0, topic_id=topic_id)
         if not await self.repos.tickets.set_topic(ticket.id, self.chat_id, topic_id):
             await self.delete_topic(self.chat_id, topic_id)  # anonymized meanwhile
             return None
@@ -304,24 +336,43 @@ class StaffTopics:
         """The post's text, then its files (photos and documents: a Telegram file id works
         in any chat of the same bot, so nothing is downloaded); only the parts a first try
         did not send, each recorded as it goes."""
-        parts: list[Callable[[], Awaitable[object]]] = []
-        if text:
-            parts.append(
-                partial(
-                    self.bot.send_message, self.chat_id, text[:4096], message_thread_id=topic_id
-                )
-            )
+        parts: list[tuple[Callable[[], Awaitable[object]], bool]] = []  # (call, a file?)
+        for chunk in chunks(text) if text else []:
+            call = partial(self.bot.send_message, self.chat_id, chunk, message_thread_id=topic_id)
+            parts.append((call, False))
         for attachment in attachments:
             send = self.bot.send_photo if attachment.kind == "photo" else self.bot.send_document
-            parts.append(
-                partial(send, self.chat_id, attachment.file_ref, message_thread_id=topic_id)
-            )
-        for number, part in enumerate(parts[post.parts :], start=post.parts + 1):
+            call = partial(send, self.chat_id, attachment.file_ref, message_thread_id=topic_id)
+            parts.append((call, True))
+        for number, (part, a_file) in enumerate(parts[post.parts :], start=post.parts + 1):
             await self.limiter.wait(self.chat_id)
             if held.lost:
                 raise _LeaseLost  # another process may be sending this part now
-            await part()
-            await self.repos.staff_posts.progress(post.id, parts=number)
+            try:
+                await part()
+            except REFUSED as exc:
+                if not a_file:
+                    raise  # the topic is gone: nothing of the post can go
+                # One file Telegram will not take (an expired file id): the others go.
+                log.warning("staff post file refused", extra={"error": type(exc).__name__})
+            await self._record(post, held, parts=number)
+
+    async def _record(
+        self, post: StaffPost, held: KeptLock, *, parts: int, topic_id: int | None = None
+    ) -> None:
+        """What went: tried again through a database outage for as long as the post's
+        lock is kept. A part sent but not recorded would be sent again by a retry."""
+        pause = 0.1
+        while True:
+            try:
+                await self.repos.staff_posts.progress(post.id, parts=parts, topic_id=topic_id)
+            except DatabaseUnavailable:
+                if held.lost:
+                    raise _LeaseLost from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+            else:
+                return
 
     async def delete_topic(self, chat_id: int, topic_id: int) -> bool:
         """Delete a ticket's topic with every message in it (an erasure, C3.2.6)."""
