@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.domain.models import Customer
 from bot.services.retention import RULES, RetentionReport
 from bot.storage import CustomerErased
+from bot.storage.locks import Busy
 
 BY = "cli"
 TERM_HELP = "a customer id, a ticket reference, an e-mail address or a phone number"
@@ -115,7 +116,11 @@ async def erase(settings: Settings, *, term: str, yes: bool) -> int:
         if not yes and not await asyncio.to_thread(_confirmed, customer):
             sys.stderr.write("not erased\n")
             return 1
-        report = await container.privacy.erase(customer, by=BY)
+        try:
+            report = await container.privacy.erase(customer, by=BY)
+        except Busy:
+            sys.stderr.write("error: this customer is being erased elsewhere; try again later\n")
+            return 1
     rows = [("removed", "count", "")]
     rows += [(name, str(count), "") for name, count in sorted(report.removed.items())]
     _table(rows, sys.stdout)

@@ -27,6 +27,7 @@ from bot.domain.models import (
     Ticket,
     utcnow,
 )
+from bot.services import privacy as privacy_service
 from bot.storage.privacy import PrivacyRequestRepository
 from tests.services.chat import Chat
 
@@ -240,3 +241,18 @@ async def test_export_of_a_customer_erased_meanwhile_says_so(
     )
     assert code == 1
     assert not out.exists()
+
+
+async def test_erase_while_another_erasure_of_the_customer_runs_says_so(
+    container: Container, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another run of the customer's erasure was in hand (the console, the retention job):
+    the command waited, then ended in a traceback."""
+    monkeypatch.setattr(privacy_service, "ERASURE_WAIT", timedelta(seconds=0.3))
+    customer, _ = await filed(container, "41")
+    running = await container.repos.locks.acquire(f"erasure:{customer.id}", timedelta(minutes=2))
+    assert running is not None
+    code = await cli("erase", "--customer", customer.id, "--yes")
+    assert code == 1
+    assert "being erased elsewhere" in capsys.readouterr().err
+    assert await container.repos.customers.get(customer.id) is not None  # left to that run

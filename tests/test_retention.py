@@ -677,3 +677,23 @@ async def test_c4_3_the_job_starts_with_the_app(container: Container, clock: Fix
     finally:
         await runner.cleanup()
     assert sample(container, "feedback_retention_removed_total", rule="refusals") == 1
+
+
+async def test_a_customer_being_erased_elsewhere_does_not_fail_the_round(
+    container: Container, clock: FixedClock
+) -> None:
+    """A customer due for erasure whose erasure another run had in hand (staff, in the
+    console): the rule waited for it, failed, and left the rest of its page for later."""
+    first = await a_customer(container, "901", START)
+    second = await a_customer(container, "902", START)
+    for customer in (first, second):
+        await a_consent(container, customer, START)
+    busy, other = sorted((first, second), key=lambda c: c.id)  # the page goes by id
+    clock.now = START + timedelta(days=731)
+    running = await container.repos.locks.acquire(
+        f"erasure:{busy.id}", timedelta(minutes=2), now=clock()
+    )
+    assert running is not None
+    report = await container.retention.run(clock())
+    assert report.failed == []
+    assert await container.repos.customers.get(other.id) is None  # erased this round

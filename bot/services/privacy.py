@@ -512,17 +512,19 @@ class PrivacyService:
         *,
         by: str = "customer",
         request: PrivacyRequest | None = None,
-        wait: timedelta = ERASURE_WAIT,
+        wait: timedelta | None = None,
     ) -> ErasureReport:
         """Erase everything about the customer, everywhere; tickets keep anonymous fields.
         Closes `request`, or logs a new erase request as answered. Idempotent: run again
         (the retention job does, if a process died half-way) it finishes the work.
 
-        One run at a time per customer (Busy if another has not finished within `wait`):
+        One run at a time per customer (Busy if another has not finished within `wait`,
+        ERASURE_WAIT by default):
         a second run that came after the first had finished, and the customer had begun
         afresh, deleted their new dialogue by its key."""
         now = self.clock()
         name = f"erasure:{customer.id}"
+        wait = ERASURE_WAIT if wait is None else wait
         deadline = asyncio.get_running_loop().time() + wait.total_seconds()
         while (lock := await self.repos.locks.acquire(name, ERASURE_LOCK, now=now)) is None:
             if asyncio.get_running_loop().time() >= deadline:

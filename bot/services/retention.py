@@ -29,6 +29,7 @@ from bot.metrics import Metrics
 from bot.services.delivery import Clock
 from bot.services.privacy import ERASURE_RESUME_AFTER, PrivacyService
 from bot.storage import DatabaseUnavailable, Repositories
+from bot.storage.locks import Busy
 from bot.storage.tickets import CLOSED_STATUSES
 
 log = logging.getLogger(__name__)
@@ -370,7 +371,10 @@ class RetentionService:
             customer = await self.repos.customers.get(customer_id)
             if customer is None or not await self._expired(customer, c):
                 return False
-            await self.privacy.erase(customer, by="system:retention")
+            try:
+                await self.privacy.erase(customer, by="system:retention", wait=timedelta(0))
+            except Busy:
+                return False  # being erased right now by another run: it does the work
             return True
         finally:
             await self.repos.locks.release(lock)

@@ -40,7 +40,7 @@ from bot.metrics import Metrics
 from bot.services.delivery import Clock, DeliveryService
 from bot.storage import CustomerErased, Repositories
 from bot.storage.database import Inserted
-from bot.storage.tickets import TicketQuery
+from bot.storage.tickets import LOCK_WAIT, TicketQuery
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,11 @@ class TicketService:
             # before, by a first try, goes as their others do.
             if inserted.created:
                 await self.repos.tickets.delete(ticket.id)
+                if ticket.analytics_id is not None:
+                    # An erasure that ran meanwhile may have anonymized it, and so counted
+                    # it: under the analytics' own lock, which re-reads the ticket first.
+                    async with self.repos.locks.hold(f"analytics:{ticket.id}", wait=LOCK_WAIT):
+                        await self.repos.analytics.delete(ticket.analytics_id)
             else:
                 await self.repos.tickets.anonymize(ticket.id, at=self.clock(), forget_customer=True)
             raise

@@ -43,6 +43,10 @@ class AnalyticsRepository(Repository[AnalyticsFact]):
         """Store the ticket's fact, replacing what was there (a whole new projection)."""
         await self.collection.replace_one({"_id": fact.id}, self._dump(fact), upsert=True)
 
+    async def delete(self, fact_id: str) -> None:
+        """A fact whose ticket was never filed after all (see TicketService.file)."""
+        await self.collection.delete_one({"_id": fact_id})
+
     async def forget_text(self, fact_id: str) -> None:
         await self.collection.update_one({"_id": fact_id}, {"$set": {"text": None}})
 

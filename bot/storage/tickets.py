@@ -269,7 +269,8 @@ class TicketRepository(Repository[Ticket]):
     async def delete(self, ticket_id: str) -> None:
         """A ticket nobody was told of (its filing was refused: the customer is being
         erased)."""
-        await self.collection.delete_one({"_id": ticket_id})
+        async with self.locks.hold(f"ticket:{ticket_id}", wait=LOCK_WAIT):
+            await self.collection.delete_one({"_id": ticket_id})
 
     async def forget_topic(self, ticket_id: str) -> None:
         """The ticket has no staff topic any more (it was deleted)."""

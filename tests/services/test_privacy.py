@@ -20,6 +20,7 @@ from bot.domain.models import (
     ConsentPurpose,
     Correction,
     Customer,
+    Message,
     PrivacyRequestKind,
     PrivacyRequestState,
     Ticket,
@@ -597,3 +598,31 @@ async def test_c3_2_6_a_call_refused_while_the_caller_is_erased_leaves_no_ticket
         with pytest.raises(CustomerErased):
             await _log_call(container, "Second call: the lid burnt my hand.", flow)
     assert (await container.tickets.queue(QueueFilters())).total == before
+
+
+async def test_c3_2_6_a_filing_refused_as_the_erasure_ran_leaves_no_figures(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An erasure ran between a call's ticket and its acknowledgement: it anonymized the
+    new ticket, and so counted it in the analytics; the filing then deleted the ticket,
+    and an open ticket that nobody can answer stayed in the figures."""
+    await _log_call(container, "First call: the kettle leaks.", "a" * 32)
+    caller = await _customer(container, Channel.PHONE, "+8613800138000")
+    real_append = container.repos.messages.append
+    seen: list[Ticket] = []
+
+    async def append(message: Message) -> Any:
+        if message.kind == "ack" and not seen:
+            ticket = await container.repos.tickets.get(message.ticket_id or "")
+            assert ticket is not None
+            seen.append(ticket)
+            await container.privacy.erase(caller, by="staff-1")  # elsewhere, at this moment
+        return await real_append(message)
+
+    monkeypatch.setattr(container.repos.messages, "append", append)
+    with pytest.raises(CustomerErased):
+        await _log_call(container, "Second call: the lid burnt my hand.", "b" * 32)
+    (new,) = seen
+    assert await container.repos.tickets.get(new.id) is None
+    assert new.analytics_id is not None
+    assert await container.database.db["analytics"].find_one({"_id": new.analytics_id}) is None

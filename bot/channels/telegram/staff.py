@@ -367,8 +367,8 @@ class StaffTopics:
             try:
                 await self.repos.staff_posts.progress(post.id, parts=parts, topic_id=topic_id)
             except DatabaseUnavailable:
-                if held.lost:
-                    raise _LeaseLost from None
+                if held.lost or self._stopping.is_set():
+                    raise _LeaseLost from None  # tried again later, by whoever has it
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
             else:
