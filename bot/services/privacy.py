@@ -16,7 +16,6 @@ Telegram forum topic that mirrors a ticket.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -522,15 +521,13 @@ class PrivacyService:
         ERASURE_WAIT by default):
         a second run that came after the first had finished, and the customer had begun
         afresh, deleted their new dialogue by its key."""
-        now = self.clock()
-        name = f"erasure:{customer.id}"
-        wait = ERASURE_WAIT if wait is None else wait
-        deadline = asyncio.get_running_loop().time() + wait.total_seconds()
-        while (lock := await self.repos.locks.acquire(name, ERASURE_LOCK, now=now)) is None:
-            if asyncio.get_running_loop().time() >= deadline:
-                raise Busy(name)
-            await asyncio.sleep(0.2)
-            now = self.clock()
+        lock = await self.repos.locks.acquire_within(
+            f"erasure:{customer.id}",
+            ERASURE_LOCK,
+            wait=ERASURE_WAIT if wait is None else wait,
+            now=self.clock,
+            every=(0.2, 0.2),  # a whole erasure to wait for, not a write
+        )
         async with KeptLock(self.repos.locks, lock, ERASURE_LOCK, self.clock):
             current = await self.repos.customers.get(customer.id)
             if current is not None:

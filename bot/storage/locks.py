@@ -192,6 +192,24 @@ class LockRepository(Repository[Lock]):
     async def release(self, lock: Lock) -> None:
         await self.collection.delete_many({"name": lock.name, "gen": {"$lte": lock.gen}})
 
+    async def acquire_within(
+        self,
+        name: str,
+        ttl: timedelta,
+        *,
+        wait: timedelta,
+        now: Callable[[], datetime] = utcnow,
+        every: tuple[float, float] = (0.005, 0.02),
+    ) -> Lock:
+        """The lock `name`, tried until `wait` passes (then Busy), again after a pause
+        drawn from `every` (seconds); `now`: the clock its times are read from."""
+        deadline = asyncio.get_running_loop().time() + wait.total_seconds()
+        while (lock := await self.acquire(name, ttl, now=now())) is None:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Busy(name)
+            await asyncio.sleep(random.uniform(*every))  # noqa: S311 - jitter, not crypto
+        return lock
+
     @asynccontextmanager
     async def hold(
         self,
@@ -201,11 +219,7 @@ class LockRepository(Repository[Lock]):
         wait: timedelta = timedelta(0),
     ) -> AsyncIterator[Lock]:
         """`async with locks.hold(name, wait=...):`, trying until `wait` passes, else Busy."""
-        deadline = asyncio.get_running_loop().time() + wait.total_seconds()
-        while (lock := await self.acquire(name, ttl)) is None:
-            if asyncio.get_running_loop().time() >= deadline:
-                raise Busy(name)
-            await asyncio.sleep(random.uniform(0.005, 0.02))  # noqa: S311 - jitter, not crypto
+        lock = await self.acquire_within(name, ttl, wait=wait)
         try:
             yield lock
         finally:

@@ -58,6 +58,16 @@ async def service(settings: Settings, fake: FakeTelegram) -> AsyncIterator[Servi
         yield started
 
 
+async def topic_and_card(fake: FakeTelegram) -> tuple[Call, list[Call]]:
+    """The ticket's staff topic as it was made, and the card posted in it."""
+    (created,) = await fake.wait_for("createForumTopic")
+    topic = created.result["message_thread_id"]
+    card = await fake.wait_for(
+        lambda c: c.method == "sendMessage" and c.params.get("message_thread_id") == topic
+    )
+    return created, card
+
+
 def sent_to(chat_id: int, needle: str) -> Callable[[Call], bool]:
     def match(call: Call) -> bool:
         return (
@@ -461,13 +471,10 @@ async def test_staff_work_a_ticket_from_a_forum_topic(
     async with running(configured, fake) as service:
         customer = TelegramCustomer(fake, service, 5011)
         ticket = await customer.give_feedback("The app logs me out every day.")
-        (created,) = await fake.wait_for("createForumTopic")
+        created, card = await topic_and_card(fake)
         assert created.chat_id == STAFF_GROUP
         assert ticket.reference in created.params["name"]
         topic = created.result["message_thread_id"]
-        card = await fake.wait_for(
-            lambda c: c.method == "sendMessage" and c.params.get("message_thread_id") == topic
-        )
         assert "The app logs me out every day." in card[0].params["text"]
         stored = await service.container.repos.tickets.get(ticket.id)
         assert stored is not None
@@ -521,9 +528,8 @@ async def test_staff_topic_posts_keep_nobody_waiting_and_are_not_lost(
     async with running(configured, fake) as service:
         customer = TelegramCustomer(fake, service, 5019)
         await customer.give_feedback("The app logs me out every day.")
-        (created,) = await fake.wait_for("createForumTopic")
+        created, _ = await topic_and_card(fake)
         topic = created.result["message_thread_id"]
-        await fake.wait_for(sent_to(STAFF_GROUP, "The app logs me out every day."))
 
         release = fake.hold("sendMessage", chat_id=STAFF_GROUP)
         await customer.says("It happens on Android 14.")  # handled while the group hangs
@@ -556,11 +562,8 @@ async def test_a_note_whose_confirmation_fails_is_saved_once(
     async with running(configured, fake) as service:
         customer = TelegramCustomer(fake, service, 5017)
         ticket = await customer.give_feedback("The app logs me out every day.")
-        (created,) = await fake.wait_for("createForumTopic")
+        created, _ = await topic_and_card(fake)
         topic = created.result["message_thread_id"]
-        await fake.wait_for(
-            lambda c: c.method == "sendMessage" and c.params.get("message_thread_id") == topic
-        )
         # "Note saved" fails past the sender's own tries (a 502 from the Bot API).
         fake.fail_next("sendMessage", error_code=502, times=3, chat_id=STAFF_GROUP)
         note = fake.group_text(

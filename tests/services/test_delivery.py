@@ -27,10 +27,15 @@ async def customer(container: Container, external_id: str = "42") -> Customer:
     return await container.repos.customers.get_or_create(Channel.TELEGRAM, external_id, "en")
 
 
+async def stored_message(container: Container, message_id: str) -> Message:
+    stored = await container.repos.messages.get(message_id)
+    assert stored is not None
+    return stored
+
+
 async def test_c3_2_2_a_message_is_stored_before_it_is_sent(container: Container) -> None:
     message = await container.delivery.enqueue(await customer(container), "hello", kind="reply")
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.PENDING
     assert stored.seq == 1
 
@@ -47,8 +52,7 @@ async def test_c3_2_6_nothing_is_sent_to_a_customer_whose_erasure_has_begun(
     )
     assert await container.delivery.drain() == 1
     assert sender.sent == []
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.UNDELIVERABLE
 
 
@@ -58,8 +62,7 @@ async def test_retry_after_is_honoured_and_nothing_is_lost(
     sender.results = [RetryLater("429", after_seconds=20), RetryLater("timeout")]
     message = await container.delivery.enqueue(await customer(container), "hi", kind="reply")
     assert await container.delivery.drain() == 1
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.attempts == 1
     assert stored.delivery.last_error == "429"
     assert (stored.delivery.next_attempt_at - clock()).total_seconds() == 20
@@ -69,8 +72,7 @@ async def test_retry_after_is_honoured_and_nothing_is_lost(
     assert await container.delivery.drain() == 1  # the timeout: backoff
     clock.advance(seconds=5)
     assert await container.delivery.drain() == 1
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.SENT
     assert stored.delivery.attempts == 3
     assert [m.id for m in sender.sent] == [message.id]
@@ -82,8 +84,7 @@ async def test_a_permanent_failure_is_marked_for_staff_to_see(
     sender.results = [Undeliverable("bot blocked by the user")]
     message = await container.delivery.enqueue(await customer(container), "hi", kind="reply")
     await container.delivery.drain()
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.UNDELIVERABLE
     assert stored.delivery.last_error == "bot blocked by the user"
     assert await container.delivery.drain() == 0
@@ -98,8 +99,7 @@ async def test_too_many_attempts_end_as_undeliverable(
     for _ in range(5):
         await container.delivery.drain()
         clock.advance(seconds=2)
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.UNDELIVERABLE
     assert stored.delivery.attempts == 3
 
@@ -113,8 +113,7 @@ async def test_a_long_rate_limit_storm_uses_up_no_attempts(
     for _ in range(11):
         await container.delivery.drain()
         clock.advance(seconds=2)
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.SENT
     assert stored.delivery.attempts == 1
     assert [m.id for m in sender.sent] == [message.id]
@@ -190,8 +189,7 @@ async def test_a_message_for_an_erased_customer_is_not_sent(
     message = await container.delivery.enqueue(someone, "hi", kind="reply")
     await container.repos.customers.delete(someone)
     await container.delivery.drain()
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.UNDELIVERABLE
     assert sender.sent == []
 
@@ -205,14 +203,12 @@ async def test_an_unreachable_channel_is_retried_until_the_message_is_too_old(
     for _ in range(8):  # more attempts than max_attempts: an outage is not the message's fault
         await container.delivery.drain()
         clock.advance(minutes=5)
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.PENDING
     assert stored.delivery.attempts == 8
     clock.advance(hours=72)
     await container.delivery.drain()
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.UNDELIVERABLE
 
 
@@ -228,8 +224,7 @@ async def test_c3_2_2_a_customer_gets_messages_in_the_order_they_were_written(
     clock.advance(seconds=31)
     await container.delivery.drain()
     assert sender.texts() == ["first", "second"]
-    stored = await container.repos.messages.get(first.id)
-    assert stored is not None
+    stored = await stored_message(container, first.id)
     assert stored.delivery.state is DeliveryState.SENT
 
 
@@ -368,8 +363,7 @@ async def test_a_send_longer_than_the_lease_keeps_it_and_is_sent_once(
     assert await b.dispatch_once() is False
     assert [m.id for m in slow.sent] == [message.id]
     assert fast.sent == []
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.SENT
 
 
@@ -381,8 +375,7 @@ async def test_a_sent_message_whose_mark_failed_once_is_not_sent_again(
     assert await container.delivery.drain() == 1  # sent; the mark was written on a retry
     assert await container.delivery.drain() == 0
     assert [m.id for m in sender.sent] == [message.id]
-    stored = await container.repos.messages.get(message.id)
-    assert stored is not None
+    stored = await stored_message(container, message.id)
     assert stored.delivery.state is DeliveryState.SENT
 
 
@@ -438,13 +431,11 @@ async def test_a_widget_push_redis_did_not_take_is_tried_again_not_counted_sent(
         web = await container.repos.customers.get_or_create(Channel.WIDGET, "visitor:r", "en")
         pushed = await container.delivery.enqueue(web, "while Redis is up", kind="reply")
         assert await container.delivery.drain() == 1
-        stored = await container.repos.messages.get(pushed.id)
-        assert stored is not None
+        stored = await stored_message(container, pushed.id)
         assert stored.delivery.state is DeliveryState.SENT
     # Redis is gone now.
     lost = await container.delivery.enqueue(web, "while Redis is down", kind="reply")
     assert await container.delivery.drain() == 1
-    stored = await container.repos.messages.get(lost.id)
-    assert stored is not None
+    stored = await stored_message(container, lost.id)
     assert stored.delivery.state is DeliveryState.PENDING  # tried again later
     assert stored.delivery.last_error == "widget: redis did not take the push"

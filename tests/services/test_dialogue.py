@@ -369,6 +369,12 @@ async def _at_the_notice(container: Container, who: str) -> None:
     )
 
 
+async def _answer_the_notice(container: Container, who: str) -> None:
+    await container.dialogue.handle(
+        Channel.WIDGET, who, Input.choice("yes", step="notice"), idempotency_key=f"{who}:notice"
+    )
+
+
 async def test_a_connection_lost_at_a_steps_claim_is_database_unavailable(
     container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -381,9 +387,7 @@ async def test_a_connection_lost_at_a_steps_claim_is_database_unavailable(
 
     monkeypatch.setattr(claims, "insert_one", dropped)
     with pytest.raises(DatabaseUnavailable):
-        await container.dialogue.handle(
-            Channel.WIDGET, "v1", Input.choice("yes", step="notice"), idempotency_key="v1:notice"
-        )
+        await _answer_the_notice(container, "v1")
 
 
 async def test_an_effect_failing_with_the_database_stays_database_unavailable(
@@ -403,9 +407,7 @@ async def test_an_effect_failing_with_the_database_stays_database_unavailable(
     claims = container.repos.conversations.claims.collection
     monkeypatch.setattr(claims, "delete_one", give_back_down)
     with pytest.raises(DatabaseUnavailable):
-        await container.dialogue.handle(
-            Channel.WIDGET, "v2", Input.choice("yes", step="notice"), idempotency_key="v2:notice"
-        )
+        await _answer_the_notice(container, "v2")
 
 
 async def test_a_steps_write_that_found_no_server_gives_its_claim_back(
